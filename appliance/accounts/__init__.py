@@ -1,0 +1,1 @@
+"""Accounts, organisations, memberships and the permission policy."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the main database; one history for SQLite and PostgreSQL."""

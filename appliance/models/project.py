@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from appliance.models.base import Base, UTCDateTime, utcnow
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    organisation_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("organisations.id", ondelete="RESTRICT"))
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    description: orm.Mapped[str] = orm.mapped_column(sa.Text, default="")
+    default_branch: orm.Mapped[str] = orm.mapped_column(sa.String(255), default="main")
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    organisation: orm.Mapped["Organisation"] = orm.relationship(back_populates="projects")  # noqa: F821
+
+    __table_args__ = (sa.Index("uq_projects_org_name_lower", organisation_id, sa.func.lower(name), unique=True),)
+
+    @property
+    def path(self) -> str:
+        return f"{self.organisation.name}/{self.name}"

@@ -1,0 +1,1 @@
+"""Storage adapters: each concern has an embedded default and a real server, chosen by configuration."""
