@@ -13,16 +13,19 @@ NATIVE_SOURCES := $(wildcard native/src/*.c native/include/prts/*.h) native/buil
 .PHONY: up test install install-test native system-test-deps clean
 
 up: $(VENV)/.installed
+	@$(PY) -m compileall -q appliance webapp
 	$(VENV)/bin/prts up
 
 # The installed stamp depends on what decides the installation, so a second `make up`
 # skips straight to starting the appliance.
+# Bytecode is compiled at install time: where PYTHONDONTWRITEBYTECODE is set, Python would
+# otherwise recompile every module at every start (seconds for this stack).
 $(VENV)/.installed: pyproject.toml setup.py $(NATIVE_SOURCES) | $(VENV)/bin/python
-	$(UV) pip install --quiet --python $(PY) -e .
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(UV) pip install --quiet --python $(PY) -e '.[test]'
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e '.[test]'
 	touch $@
 
 $(VENV)/bin/python:
@@ -35,7 +38,7 @@ install: $(VENV)/.installed
 
 # Rebuild the C engines in place (the editable install finds appliance/_native*.so).
 native: $(VENV)/.installed
-	$(UV) pip install --quiet --python $(PY) --reinstall-package prts -e .
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) --reinstall-package prts -e .
 
 system-test-deps:
 	@missing=""; for p in $(TEST_APT_PACKAGES); do \
@@ -51,6 +54,7 @@ system-test-deps:
 	fi
 
 test: system-test-deps $(VENV)/.installed-test
+	@$(PY) -m compileall -q appliance webapp tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

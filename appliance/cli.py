@@ -63,6 +63,22 @@ def main() -> None:
 # -- running -------------------------------------------------------------------------------
 
 
+def _require_free_listen_address(listen: str) -> None:
+    """Fail before starting anything when web.listen is taken, instead of a crash loop later."""
+    import socket
+
+    host, port = listen.rsplit(":", 1)
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            click.echo(f"prts: cannot listen on {listen} (web.listen): {exc.strerror}", err=True)
+            sys.exit(1)
+
+
 @main.command()
 def up() -> None:
     """Run the whole appliance: migrate, seed on first start, serve and work until stopped."""
@@ -71,6 +87,7 @@ def up() -> None:
     import subprocess
 
     config = _config()
+    _require_free_listen_address(config.web.listen)
     # Checks, migrations and seeding run in a child so the long-lived supervisor never
     # loads the database drivers or chdb (it would hold their memory for nothing).
     if subprocess.run(prts_command("_bootstrap")).returncode != 0:
@@ -130,14 +147,18 @@ def _metrics_dir(config) -> str:
 @click.option("--skip-checks", is_flag=True, hidden=True, help="Do not check the backends first (prts up did).")
 def web(skip_checks: bool) -> None:
     """Serve the web app with gunicorn in the foreground."""
-    app = _appliance()
+    config = _config()
     if not skip_checks:
-        _require_backends(app, include_analytics=False)
         from appliance import migrate as migrations
+        from appliance.context import Appliance
 
+        app = Appliance(config)
+        _require_backends(app, include_analytics=False)
         if not migrations.is_current(app.db):
             raise Fail("the database schema is not up to date: run `prts migrate` first")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir(app.config)
+        app.close()
+        _require_free_listen_address(config.web.listen)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir(config)
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:appliance.gunicorn_conf", "webapp:create_app()"]
     os.execv(sys.executable, argv)
 

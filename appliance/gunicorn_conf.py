@@ -16,6 +16,9 @@ timeout = 60
 # Headers name the client for rate limiting only when a proxy we trust set them: none by default.
 forwarded_allow_ips = ""
 accesslog = "-"
+# gunicorn 23+ opens a control socket in $HOME by default; two appliances on one machine
+# would fight over it, and nothing here uses it.
+control_socket_disable = True
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

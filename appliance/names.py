@@ -18,8 +18,9 @@ _RESERVED_SUFFIXES = (".git", ".atom", ".json", ".lock")
 
 
 def check_slug(field: str, name: str, max_length: int = 100, *, top_level: bool = True) -> str:
-    """``top_level`` names (users, organisations) sit at the root of the URL space and may
-    not take the appliance's own route names; a project name sits below its organisation."""
+    """``top_level`` names (organisations) sit at the root of the URL space and may not take
+    the appliance's own route names; project names sit below their organisation, and
+    usernames have no URL of their own."""
     name = name.strip()
     if not name:
         raise ValidationError(field, "is required")
@@ -38,7 +39,7 @@ def check_slug(field: str, name: str, max_length: int = 100, *, top_level: bool 
 
 
 def check_username(name: str) -> str:
-    return check_slug("username", name, max_length=64)
+    return check_slug("username", name, max_length=64, top_level=False)
 
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")

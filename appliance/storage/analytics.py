@@ -1,6 +1,6 @@
 """Analytics (metrics, log index, audit, cost): chdb in-process (embedded) or a ClickHouse server.
 
-Queries use ``%(name)s`` parameters on both backends. Every statement must run on chdb
+Queries use ``%(name)s`` parameters, substituted by ``substitute`` for both backends alike. Every statement must run on chdb
 and on ClickHouse server 18.16 (Debian's): DateTime + a milliseconds column, no
 DateTime64, TTL, Map or window functions.
 
@@ -67,8 +67,8 @@ def quote(value: Any) -> str:
 
 
 def substitute(sql: str, params: Mapping[str, Any] | None) -> str:
-    if not params:
-        return sql
+    """Replace each ``%(name)s`` by the quoted value; both backends get the same text."""
+    params = params or {}
 
     def repl(match: re.Match) -> str:
         name = match.group(1)
@@ -202,10 +202,10 @@ class ClickHouseAnalytics:
                 raise AnalyticsError(f"{self.address}: {exc}") from exc
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        self._call(sql, params)
+        self._call(substitute(sql, params))
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
-        return [tuple(_utc(v) for v in row) for row in self._call(sql, params)]
+        return [tuple(_utc(v) for v in row) for row in self._call(substitute(sql, params))]
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         rows = [list(row) for row in rows]

@@ -210,8 +210,10 @@ class S3Store:
         check_prefix(prefix)
         if not self._client.bucket_exists(self.bucket):
             return
-        for obj in self._client.list_objects(self.bucket, prefix=prefix or None, recursive=True):
-            yield obj.object_name
+        # Not every S3 server lists in plain key order (SeaweedFS walks its directories):
+        # sort, so listings agree across backends.
+        keys = [obj.object_name for obj in self._client.list_objects(self.bucket, prefix=prefix or None, recursive=True)]
+        yield from sorted(keys)
 
     def ping(self) -> None:
         self._ensure_bucket()

@@ -13,7 +13,7 @@ OTHER_PASSWORD = "another long password"
 
 def test_login_page_and_security_headers_on_cookie(client, admin):
     page = client.get("/login")
-    assert page.status_code == 200 and "Sign in to PRTS" in page.get_data(as_text=True)
+    assert page.status_code == 200 and "<h1 class=\"auth-card__title\">Sign in</h1>" in page.get_data(as_text=True)
     response = AuthActions(client).login()
     assert response.status_code == 302 and response.headers["Location"] == "/"
     cookie = response.headers["Set-Cookie"]

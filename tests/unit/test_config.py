@@ -126,3 +126,9 @@ def test_every_setting_is_documented_and_env_names_are_unique():
 def test_secure_cookie_follows_public_url():
     assert load(env={"PRTS_WEB_PUBLIC_URL": "https://ci.example"}, files=[]).session_cookie_secure
     assert not load(env={"PRTS_WEB_PUBLIC_URL": "http://ci.example"}, files=[]).session_cookie_secure
+
+
+def test_every_setting_is_in_the_configuration_docs():
+    docs = (pathlib.Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    missing = [s.key for s in SETTINGS if f"| `{s.key}` | `{s.env}` |" not in docs]
+    assert missing == [], f"document these keys in docs/configuration.md: {missing}"
