@@ -64,7 +64,7 @@ def create_app(config: Config | None = None) -> Flask:
     for module in (auth, dashboard, ops, projects):
         app.register_blueprint(module.bp)
 
-    if os.environ.get("PRTS_STYLEGUIDE") == "1":  # a developer's page of every UI component
+    if app.debug:  # FLASK_DEBUG=1: a developer's page showing every UI component
         app.add_url_rule("/_styleguide", "styleguide", lambda: render_template("_styleguide.html"))
 
     @app.errorhandler(404)
@@ -83,7 +83,3 @@ def create_app(config: Config | None = None) -> Flask:
                                text=getattr(exc, "description", "The request was not understood.")), 400
 
     return app
-
-
-def appliance_of(app: Flask) -> Appliance:
-    return app.extensions["prts"]

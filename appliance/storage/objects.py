@@ -219,7 +219,7 @@ class S3Store:
         self._ensure_bucket()
 
 
-def make_object_store(config: Config) -> DirectoryStore | S3Store:
+def make_object_store(config: Config) -> ObjectStore:
     if config.objects.backend == "s3":
         return S3Store(
             config.objects.endpoint,

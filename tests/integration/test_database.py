@@ -125,3 +125,27 @@ def test_authenticate(app):
         users.get_user(s, "carol").is_active = False
     with app.db.session() as s:
         assert users.authenticate(s, "carol", PASSWORD) is None
+
+
+def test_login_rate_limit_counts_in_the_database(app):
+    import datetime as dt
+
+    from appliance.accounts import ratelimit
+    from appliance.models import LoginAttempt
+    from appliance.models.base import utcnow
+
+    limits = ratelimit.LoginLimits(per_account=3, per_address=5, window=dt.timedelta(minutes=15))
+    with app.db.session() as s:
+        for _ in range(2):
+            ratelimit.record_failure(s, "Eve", "192.0.2.1")
+        assert ratelimit.locked_until(s, limits, "eve", "192.0.2.9") is None
+        ratelimit.record_failure(s, "EVE", "192.0.2.1")
+    with app.db.session() as s:
+        until = ratelimit.locked_until(s, limits, "eve", "192.0.2.9")
+        assert until is not None and dt.timedelta(minutes=14) < until - utcnow() <= dt.timedelta(minutes=15)
+        # Old failures fall out of the window and are pruned.
+        for attempt in s.query(LoginAttempt):
+            attempt.at = utcnow() - dt.timedelta(minutes=16)
+    with app.db.session() as s:
+        assert ratelimit.locked_until(s, limits, "eve", "192.0.2.1") is None
+        assert ratelimit.prune(s, limits) == 6
