@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
 
 import click
@@ -83,8 +85,6 @@ def _require_free_listen_address(listen: str) -> None:
 def up() -> None:
     """Run the whole appliance: migrate, seed on first start, serve and work until stopped."""
     from appliance.supervisor import Child, Supervisor, prts_command
-    import signal
-    import subprocess
 
     config = _config()
     _require_free_listen_address(config.web.listen)
