@@ -1,8 +1,9 @@
 """cffi build of the C engines into ``appliance._native`` (API mode, compiled by setuptools).
 
-The cdef is read from the public headers so the declarations exist once; preprocessor
-lines are dropped because cffi's parser does not run cpp (the ``#define`` constants are
-declared to cffi separately below).
+Every ``src/*.c`` is compiled and every public header in ``include/prts/`` is declared to
+cffi, so adding an engine needs no edit here. cffi's parser does not run cpp, so comments
+and preprocessor lines are dropped from the cdef, and each integer ``#define NAME value``
+is declared to cffi as ``#define NAME ...`` (cffi reads the value from the compiled code).
 """
 
 import pathlib
@@ -11,21 +12,21 @@ import re
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).parent
-HEADERS = ["prts/lineindex.h"]
-SOURCES = ["src/lineindex.c"]
+HEADERS = sorted(p.relative_to(HERE / "include").as_posix() for p in (HERE / "include" / "prts").glob("*.h"))
+SOURCES = sorted(p.relative_to(HERE).as_posix() for p in (HERE / "src").glob("*.c"))
+_DEFINE = re.compile(r"^\s*#\s*define\s+(PRTS_[A-Z0-9_]+)\s+\(?-?[0-9][0-9xXa-fA-FuUlL]*\)?\s*(?:/\*.*)?$")
 
 
-def _cdef_from_header(text: str) -> str:
+def cdef_from_header(text: str) -> str:
+    constants = [m.group(1) for line in text.splitlines() if (m := _DEFINE.match(line))]
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    return "\n".join(lines)
+    return "\n".join(lines + [f"#define {name} ..." for name in constants])
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(
-    "\n".join(_cdef_from_header((HERE / "include" / h).read_text()) for h in HEADERS)
-    + "\n#define PRTS_OK ...\n#define PRTS_E_NULL ...\n#define PRTS_E_CAPACITY ...\n"
-)
+ffibuilder.cdef("\n".join(cdef_from_header((HERE / "include" / h).read_text()) for h in HEADERS))
 ffibuilder.set_source(
     "appliance._native",
     "\n".join(f'#include "{h}"' for h in HEADERS),
