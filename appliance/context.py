@@ -62,4 +62,4 @@ class Appliance:
         for name in ("db", "pubsub", "analytics"):
             backend = self.__dict__.get(name)
             if backend is not None:
-                (backend.dispose if name == "db" else backend.close)()
+                backend.close()

@@ -52,7 +52,7 @@ class Database:
         with self.sessionmaker() as session, session.begin():
             yield session
 
-    def dispose(self) -> None:
+    def close(self) -> None:
         self.engine.dispose()
 
     @property
