@@ -34,6 +34,7 @@ ffibuilder.set_source(
     sources=[f"native/{s}" for s in SOURCES],
     include_dirs=["native/include"],
     extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror"],
+    libraries=["m"],  # the metric engine's log()/exp(); named so no build relies on Python having loaded libm
 )
 
 if __name__ == "__main__":

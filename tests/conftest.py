@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 from appliance.config import Config, load  # noqa: E402
 
-pytest_plugins = ["server_fixtures"]
+pytest_plugins = ["server_fixtures", "logcorpus_fixtures"]
 
 ADMIN_PASSWORD = "correct horse battery staple"
 

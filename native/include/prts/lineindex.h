@@ -16,7 +16,8 @@ size_t prts_line_count(const uint8_t *buf, size_t len);
 
 /* Write the offset of every line start in buf[0..len) to out[0..*count), each plus base
  * (so a caller indexing a file chunk by chunk gets file offsets). On entry *count is
- * the capacity of out; on return it is the number of line starts. */
+ * the capacity of out; on return it is the number of line starts. When that is more than
+ * the capacity, PRTS_E_CAPACITY is returned and out holds the first ones. */
 int prts_line_starts(const uint8_t *buf, size_t len, uint64_t base, uint64_t *out,
                      size_t *count);
 
