@@ -29,15 +29,18 @@ class NativeCapacityError(NativeError):
     """An output buffer handed to a C engine was too small."""
 
 
-_ERRORS: dict[int, type[NativeError]] = {
-    lib.PRTS_E_NULL: NativeArgumentError,
-    lib.PRTS_E_CAPACITY: NativeCapacityError,
+# Every C return code of every engine: the exception it becomes and what it means. Each
+# engine's section below adds its own codes; one _check serves them all.
+_ERRORS: dict[int, tuple[type[NativeError], str]] = {
+    lib.PRTS_E_NULL: (NativeArgumentError, "a required pointer was NULL"),
+    lib.PRTS_E_CAPACITY: (NativeCapacityError, "the output array is too small"),
 }
 
 
 def _check(code: int, what: str) -> None:
     if code != lib.PRTS_OK:
-        raise _ERRORS.get(code, NativeError)(f"{what} failed with code {code}")
+        cls, text = _ERRORS.get(code, (NativeError, "unknown error"))
+        raise cls(f"{what}: {text} (code {code})")
 
 
 def line_starts(data: bytes | bytearray | memoryview, base: int = 0) -> array:
@@ -83,7 +86,7 @@ class SearchMatches:
         return f"SearchMatches({list(self)!r}, truncated={self.truncated})"
 
 
-_ERRORS[lib.PRTS_SEARCH_E_ARGUMENT] = NativeArgumentError
+_ERRORS[lib.PRTS_SEARCH_E_ARGUMENT] = (NativeArgumentError, "invalid search argument")
 
 # Matches taken from C per call: most searches find few, so start small; a search with
 # millions of matches grows its batches up to this size, to keep its calls few.
@@ -235,15 +238,7 @@ _METRIC_ERRORS: dict[int, tuple[type[NativeError], str]] = {
     lib.PRTS_DDSKETCH_E_CHECKSUM: (SketchChecksumError, "serialised sketch fails its checksum"),
     lib.PRTS_DDSKETCH_E_CORRUPT: (SketchCorruptError, "serialised sketch has inconsistent content"),
 }
-_ERRORS.update({code: cls for code, (cls, _) in _METRIC_ERRORS.items()})
-
-
-def _metrics_check(code: int, what: str) -> None:
-    if code != lib.PRTS_OK:
-        cls, text = _METRIC_ERRORS.get(code, (None, None))
-        if cls is None:
-            _check(code, what)
-        raise cls(f"{what}: {text} (code {code})")
+_ERRORS.update(_METRIC_ERRORS)
 
 
 _DOUBLE_FORMATS = frozenset({"d", "@d", "=d", "<d" if sys.byteorder == "little" else ">d"})
@@ -314,7 +309,7 @@ class DDSketch:
                 f"got {relative_accuracy!r}")
         bins = _int_in(max_bins, lib.PRTS_DDSKETCH_MIN_BINS, lib.PRTS_DDSKETCH_MAX_BINS, "max_bins")
         out = ffi.new("prts_ddsketch **")
-        _metrics_check(lib.prts_ddsketch_new(accuracy, bins, out), "prts_ddsketch_new")
+        _check(lib.prts_ddsketch_new(accuracy, bins, out), "prts_ddsketch_new")
         self._adopt(out[0])
 
     def _adopt(self, ptr) -> None:
@@ -328,7 +323,7 @@ class DDSketch:
             raise TypeError(f"from_bytes() needs a bytes-like object, not {type(data).__name__}")
         view = memoryview(data).cast("B")
         out = ffi.new("prts_ddsketch **")
-        _metrics_check(lib.prts_ddsketch_deserialize(ffi.from_buffer("uint8_t[]", view), len(view), out),
+        _check(lib.prts_ddsketch_deserialize(ffi.from_buffer("uint8_t[]", view), len(view), out),
                        "prts_ddsketch_deserialize")
         sketch = cls.__new__(cls)
         sketch._adopt(out[0])
@@ -339,7 +334,7 @@ class DDSketch:
             size = lib.prts_ddsketch_serialized_size(self._ptr)
             buf = ffi.new("uint8_t[]", size)
             written = ffi.new("size_t *")
-            _metrics_check(lib.prts_ddsketch_serialize(self._ptr, buf, size, written), "prts_ddsketch_serialize")
+            _check(lib.prts_ddsketch_serialize(self._ptr, buf, size, written), "prts_ddsketch_serialize")
         return ffi.buffer(buf, written[0])[:]
 
     def __reduce__(self):
@@ -352,7 +347,7 @@ class DDSketch:
         if math.isinf(x):
             raise MetricInfiniteError(f"a sketch cannot hold {x}")
         with self._lock:
-            _metrics_check(lib.prts_ddsketch_add(self._ptr, x), "prts_ddsketch_add")
+            _check(lib.prts_ddsketch_add(self._ptr, x), "prts_ddsketch_add")
 
     def add_many(self, values) -> None:
         """Add every value of a sequence of numbers, or of a buffer of doubles (``array('d')``,
@@ -360,7 +355,7 @@ class DDSketch:
         anywhere raises a MetricValueError and leaves the sketch as it was."""
         buf, n = _typed_buffer(values, "double", "d", _DOUBLE_FORMATS, "values")
         with self._lock:
-            _metrics_check(lib.prts_ddsketch_add_many(self._ptr, buf, n), "prts_ddsketch_add_many")
+            _check(lib.prts_ddsketch_add_many(self._ptr, buf, n), "prts_ddsketch_add_many")
 
     def merge(self, other: DDSketch) -> None:
         """Add ``other``'s values to this sketch (``other`` is unchanged)."""
@@ -372,12 +367,12 @@ class DDSketch:
                 f"{self.relative_accuracy}")
         if other is self:
             with self._lock:
-                _metrics_check(lib.prts_ddsketch_merge(self._ptr, self._ptr), "prts_ddsketch_merge")
+                _check(lib.prts_ddsketch_merge(self._ptr, self._ptr), "prts_ddsketch_merge")
             return
         # Two locks in a fixed order: a.merge(b) and b.merge(a) at once cannot deadlock.
         first, second = sorted((self, other), key=id)
         with first._lock, second._lock:
-            _metrics_check(lib.prts_ddsketch_merge(self._ptr, other._ptr), "prts_ddsketch_merge")
+            _check(lib.prts_ddsketch_merge(self._ptr, other._ptr), "prts_ddsketch_merge")
 
     def quantile(self, q: float) -> float | None:
         """The ``q``-quantile (``q`` in [0, 1]) within the relative accuracy; None when empty."""
@@ -391,7 +386,7 @@ class DDSketch:
             code = lib.prts_ddsketch_quantile(self._ptr, x, out)
         if code == lib.PRTS_DDSKETCH_E_EMPTY:
             return None
-        _metrics_check(code, "prts_ddsketch_quantile")
+        _check(code, "prts_ddsketch_quantile")
         return out[0]
 
     @property
@@ -477,7 +472,7 @@ def downsample(timestamps, values, start: int, width: int, buckets: int) -> Down
     outputs = [ffi.from_buffer(ctype, arr) if buckets else ffi.NULL for ctype, arr in (
         ("uint64_t[]", out.count), ("double[]", out.sum), ("double[]", out.min), ("double[]", out.max),
         ("double[]", out.last), ("int64_t[]", out.last_timestamp))]
-    _metrics_check(lib.prts_downsample(ts_buf, val_buf, n_ts, start, width, buckets, *outputs), "prts_downsample")
+    _check(lib.prts_downsample(ts_buf, val_buf, n_ts, start, width, buckets, *outputs), "prts_downsample")
     return out
 
 
@@ -510,15 +505,7 @@ _LOG_ERRORS: dict[int, tuple[type[NativeError], str]] = {
     lib.PRTS_LOG_E_STATE: (LogStateError, "the engine is finished or failed"),
     lib.PRTS_LOG_E_NOMEM: (LogMemoryError, "out of memory"),
 }
-_ERRORS.update({code: cls for code, (cls, _) in _LOG_ERRORS.items()})
-
-
-def _log_check(code: int, what: str) -> None:
-    if code != lib.PRTS_OK:
-        cls, text = _LOG_ERRORS.get(code, (None, None))
-        if cls is None:
-            _check(code, what)
-        raise cls(f"{what}: {text} (code {code})")
+_ERRORS.update(_LOG_ERRORS)
 
 
 class LogOutput:
@@ -611,7 +598,7 @@ class LogEngine:
         blob = b"".join(patterns)
         lengths = ffi.new("size_t[]", [len(p) for p in patterns]) if patterns else ffi.NULL
         out = ffi.new("prts_log_engine **")
-        _log_check(lib.prts_log_engine_new(blob if patterns else ffi.NULL, lengths, len(patterns), self.max_line, out),
+        _check(lib.prts_log_engine_new(blob if patterns else ffi.NULL, lengths, len(patterns), self.max_line, out),
                    "prts_log_engine_new")
         self._ptr = ffi.gc(out[0], lib.prts_log_engine_free)
         self._out = ffi.new("prts_log_output *")
@@ -626,7 +613,7 @@ class LogEngine:
             if self._finished:
                 raise LogStateError("feed() after finish()")
             data = ffi.from_buffer("uint8_t[]", view) if view.nbytes else ffi.NULL
-            _log_check(lib.prts_log_feed(self._ptr, data, view.nbytes, self._out), "prts_log_feed")
+            _check(lib.prts_log_feed(self._ptr, data, view.nbytes, self._out), "prts_log_feed")
             return self._take()
 
     def finish(self) -> LogOutput:
@@ -635,7 +622,7 @@ class LogEngine:
             if self._finished:
                 raise LogStateError("finish() called twice")
             self._finished = True
-            _log_check(lib.prts_log_finish(self._ptr, self._out), "prts_log_finish")
+            _check(lib.prts_log_finish(self._ptr, self._out), "prts_log_finish")
             return self._take()
 
     def _take(self) -> LogOutput:

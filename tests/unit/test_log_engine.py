@@ -539,7 +539,7 @@ def test_c_return_codes():
     for code, error in [(lib.PRTS_LOG_E_NOMEM, native.LogMemoryError), (lib.PRTS_LOG_E_STATE, native.LogStateError),
                         (lib.PRTS_LOG_E_PATTERN, native.LogPatternError), (lib.PRTS_E_NULL, native.NativeArgumentError)]:
         with pytest.raises(error):
-            native._log_check(code, "test")
+            native._check(code, "test")
 
 
 def test_output_types():

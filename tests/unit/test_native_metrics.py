@@ -523,7 +523,7 @@ def test_every_c_code_maps_to_its_exception(code):
     cls = native._METRIC_ERRORS[code][0]
     assert issubclass(cls, native.NativeError) and cls is not native.NativeError
     with pytest.raises(cls):
-        native._metrics_check(code, "call")
+        native._check(code, "call")
     with pytest.raises(cls):
         native._check(code, "call")
     assert len({c for c, _ in native._METRIC_ERRORS.values()}) == len(native._METRIC_ERRORS)
