@@ -144,6 +144,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth.max_failures_per_account", INT, 5, "Failed sign-ins per account before a lockout.", minimum=1),
     Setting("auth.max_failures_per_address", INT, 20, "Failed sign-ins per client address before a lockout.", minimum=1),
     Setting("auth.lockout_minutes", INT, 15, "Window and lockout length for failed sign-ins.", minimum=1),
+    # pipelines
+    Setting("pipelines.executor", STR, "local", "Executor for jobs that name none.", choices=("local",)),
+    Setting("pipelines.lease_seconds", INT, 30, "A running job's lease; heartbeats renew it every third of it.", minimum=3),
+    Setting("pipelines.default_timeout", INT, 3600, "Seconds a job may run when its pipeline sets no timeout.", minimum=1),
+    Setting("pipelines.job_concurrency", INT, 4, "Jobs of one project running at once, unless the project sets its own.", minimum=1),
+    Setting("pipelines.lost_job_retries", INT, 2, "Times a job whose worker vanished is queued again before it fails.", minimum=0),
+    Setting("pipelines.max_log_bytes", INT, 100 * 1024 * 1024, "Per-job log size cap in bytes; output past it is dropped with a marker.", minimum=1024),
+    Setting("pipelines.artifact_retention_days", INT, 30, "Days artifacts are kept; 0 keeps them forever.", minimum=0),
+    Setting("pipelines.max_artifact_bytes", INT, 1024 * 1024 * 1024, "Largest artifact archive a job may upload.", minimum=1024),
+    Setting("pipelines.local.isolation", STR, "auto", "Sandbox for the local executor: bubblewrap when installed (auto), always, or none.", choices=("auto", "bubblewrap", "none")),
+    Setting("pipelines.local.network", BOOL, True, "Whether jobs on the local executor reach the network."),
+    Setting("pipelines.local.max_processes", INT, 4096, "RLIMIT_NPROC for job processes.", minimum=16),
+    Setting("pipelines.local.max_memory_mb", INT, 8192, "RLIMIT_AS for each job process, in MiB.", minimum=64),
+    Setting("pipelines.local.max_file_mb", INT, 10240, "RLIMIT_FSIZE: the largest file a job may write, in MiB.", minimum=1),
+    # secrets
+    Setting("secrets.key", STR, "", "Base64 of the 32-byte AES-256-GCM key that encrypts project secrets; generated into data_dir when empty.", secret=True),
     # logging
     Setting("log.level", STR, "info", "Log level.", choices=("debug", "info", "warning", "error")),
     Setting("log.format", STR, "json", "Log line format.", choices=("json", "text")),
@@ -172,7 +188,10 @@ class Section:
         self._name = name
 
     def __getattr__(self, item: str) -> Any:
-        return self._config[f"{self._name}.{item}"]
+        key = f"{self._name}.{item}"
+        if key not in BY_KEY and any(k.startswith(key + ".") for k in BY_KEY):
+            return Section(self._config, key)  # a nested section: config.pipelines.local.network
+        return self._config[key]
 
 
 class Config:
@@ -223,6 +242,19 @@ class Config:
     @property
     def analytics_path(self) -> pathlib.Path:
         return pathlib.Path(self._values["analytics.path"] or self.data_path / "analytics")
+
+    @property
+    def spool_path(self) -> pathlib.Path:
+        """Job output is written here first, so a worker's death loses none of it."""
+        return self.data_path / "spool"
+
+    @property
+    def workspaces_path(self) -> pathlib.Path:
+        return self.data_path / "workspaces"
+
+    @property
+    def repositories_path(self) -> pathlib.Path:
+        return self.data_path / "repositories"
 
     @property
     def queue_path(self) -> pathlib.Path:

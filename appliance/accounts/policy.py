@@ -17,6 +17,12 @@ from appliance.models import Membership, Organisation, Project, Role, TeamMember
 ACTIONS: dict[str, Role] = {
     "project.view": Role.VIEWER,
     "project.update": Role.MAINTAINER,
+    # pipelines: runs, jobs, logs and artifacts are readable by every member
+    "pipeline.view": Role.VIEWER,
+    "pipeline.run": Role.DEVELOPER,  # start, cancel, rerun
+    "pipeline.settings": Role.MAINTAINER,  # concurrency, cancel-superseded, schedules
+    "variables.view": Role.DEVELOPER,  # names and plain values; secrets are never shown
+    "variables.manage": Role.MAINTAINER,
     "organisation.view": Role.VIEWER,
     "organisation.create_project": Role.MAINTAINER,
 }

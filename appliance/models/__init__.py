@@ -1,11 +1,22 @@
 """The SQLAlchemy models, one per file; importing this package registers them all."""
 
+from appliance.models.artifact import Artifact
 from appliance.models.base import Base
+from appliance.models.log_chunk import LogChunk
 from appliance.models.login_attempt import LoginAttempt
 from appliance.models.membership import Membership, Role, TeamMember
 from appliance.models.organisation import Organisation
+from appliance.models.pipeline_job import PipelineJob, PipelineJobNeed
+from appliance.models.pipeline_run import PipelineRun, Status
+from appliance.models.pipeline_schedule import PipelineSchedule
+from appliance.models.pipeline_step import PipelineStep
 from appliance.models.project import Project
+from appliance.models.project_variable import ProjectVariable
 from appliance.models.team import Team
 from appliance.models.user import User
 
-__all__ = ["Base", "LoginAttempt", "Membership", "Organisation", "Project", "Role", "Team", "TeamMember", "User"]
+__all__ = [
+    "Artifact", "Base", "LogChunk", "LoginAttempt", "Membership", "Organisation", "PipelineJob", "PipelineJobNeed",
+    "PipelineRun", "PipelineSchedule", "PipelineStep", "Project", "ProjectVariable", "Role", "Status", "Team",
+    "TeamMember", "User",
+]

@@ -18,6 +18,14 @@ class Project(Base):
     default_branch: orm.Mapped[str] = orm.mapped_column(sa.String(255), default="main")
     created_at: orm.Mapped[dt.datetime] = orm.mapped_column(UTCDateTime, default=utcnow)
     created_by_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    # Pipelines: runs are numbered per project from this counter (one row lock per trigger).
+    run_counter: orm.Mapped[int] = orm.mapped_column(sa.Integer, default=0)
+    # At most this many jobs of the project run at once; 0 means the appliance's default.
+    job_concurrency: orm.Mapped[int] = orm.mapped_column(sa.Integer, default=0)
+    # A new push run cancels the project's unfinished push runs of the same branch.
+    cancel_superseded: orm.Mapped[bool] = orm.mapped_column(sa.Boolean, default=True)
+    # The default branch commit whose `schedule:` triggers the schedule rows were synced from.
+    schedules_synced_commit: orm.Mapped[str] = orm.mapped_column(sa.String(64), default="")
 
     organisation: orm.Mapped["Organisation"] = orm.relationship(back_populates="projects")  # noqa: F821
 
