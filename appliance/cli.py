@@ -18,6 +18,7 @@ import click
 from appliance.config import ConfigError, load
 from appliance.errors import NotFound, ValidationError
 from appliance.logs import setup_logging
+from appliance.pipelines import cli as pipeline_commands
 
 
 class Fail(click.ClickException):
@@ -175,11 +176,13 @@ def worker(skip_checks: bool) -> None:
         workers=app.config.queue.workers,
         worker_type="thread",
         periodic=True,
-        # Huey backs off to 10 s between polls of an idle queue by default; cap it at 1 s so
-        # a task enqueued into a quiet appliance starts within a second.
-        initial_delay=0.1,
-        backoff=1.15,
-        max_delay=1.0,
+        # Huey backs off to 10 s between polls of an idle queue by default. On Redis the
+        # consumer blocks on the list instead of polling, so the delay hardly matters; on
+        # SQLite it is the latency of every job start, and a poll is one cheap SELECT, so
+        # poll every 50 ms.
+        initial_delay=0.05,
+        backoff=1.0,
+        max_delay=0.05 if app.config.queue.backend == "sqlite" else 1.0,
     )
     consumer.run()
 
@@ -299,3 +302,6 @@ def config_check() -> None:
     for warning in cfg.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo("configuration OK", err=True)
+
+
+main.add_command(pipeline_commands.pipeline)

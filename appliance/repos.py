@@ -133,8 +133,9 @@ def commit_files(repo: pathlib.Path, branch: str, files: dict[str, bytes], messa
     check_ref(branch)
     ref = f"refs/heads/{branch}"
     parent = git(repo, "rev-parse", "--verify", "--quiet", ref, check=False).decode().strip()
-    with tempfile.NamedTemporaryFile(prefix="prts-index-") as index:
-        env = {**_env(), "GIT_INDEX_FILE": index.name, "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
+    # git refuses an existing empty file as an index; give it a path to create.
+    with tempfile.TemporaryDirectory(prefix="prts-index-") as tmp:
+        env = {**_env(), "GIT_INDEX_FILE": str(pathlib.Path(tmp) / "index"), "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
                "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1]}
 
         def run(*args: str, data: bytes | None = None) -> str:

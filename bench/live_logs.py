@@ -20,7 +20,6 @@ import contextlib
 import http.client
 import json
 import multiprocessing
-import os
 import re
 import subprocess
 import sys
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from appliance import migrate  # noqa: E402
+from appliance.bootstrap import migrate_all  # noqa: E402
 from appliance.accounts import users  # noqa: E402
 from appliance.context import Appliance  # noqa: E402
 from appliance.models import PipelineJob  # noqa: E402
@@ -48,20 +47,22 @@ from tests.conftest import make_config  # noqa: E402
 from tests.pipelinekit import commit, make_project  # noqa: E402
 
 LINES = 400
+USER_AGENT = "prts-bench-live-logs"
 GITLAB_POLL = 4.0
 PIPELINE = f"""
 version: "1.0"
 name: live
-stages: [ {{ name: A, jobs: [ {{ name: J, steps: [ {{ run: "sleep 3; for i in $(seq 1 {LINES}); do echo T=$(date +%s%N); sleep 0.02; done" }} ] }} ] }} ]
+stages: [ {{ name: A, jobs: [ {{ name: J, steps: [ {{ run: "sleep 8; for i in $(seq 1 {LINES}); do echo T=$(date +%s%N); sleep 0.02; done" }} ] }} ] }} ]
 """
 
 
 def sign_in(base: str) -> str:
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.addheaders = [("User-Agent", USER_AGENT)]  # sessions are bound to it ("strong" protection)
     page = opener.open(base + "/login").read().decode()
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    data = urllib.parse.urlencode({"username": "bench", "password": "bench-password-123", "csrf_token": token})
+    data = urllib.parse.urlencode({"username": "bench", "password": "live-logs-Pa55word", "csrf_token": token})
     opener.open(base + "/login", data.encode())
     return "; ".join(f"{c.name}={c.value}" for c in jar)
 
@@ -75,8 +76,10 @@ def viewer(port: int, path: str, cookie: str, count: int, out) -> None:
 
     def follow():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        conn.request("GET", path, headers={"Cookie": cookie, "Accept": "text/event-stream"})
+        conn.request("GET", path, headers={"Cookie": cookie, "Accept": "text/event-stream",
+                                               "User-Agent": USER_AGENT})
         resp = conn.getresponse()
+        opened = time.time()  # lines written before this are history, not live delay
         mine = []
         event = ""
         while True:
@@ -92,7 +95,7 @@ def viewer(port: int, path: str, cookie: str, count: int, out) -> None:
                 now = time.time()
                 for _, html in json.loads(line[5:])["lines"]:
                     m = re.search(r"T=(\d+)", html)
-                    if m:
+                    if m and int(m.group(1)) / 1e9 >= opened:
                         mine.append(now - int(m.group(1)) / 1e9)
         with lock:
             delays.extend(mine)
@@ -112,9 +115,9 @@ def main() -> None:
         tmp = Path(tmp_name)
         data = tmp / "data"
         app = Appliance(make_config(data, **values))
-        migrate.upgrade(app.db)
+        migrate_all(app)
         with app.db.session() as s:
-            users.create_user(s, "bench", "bench-password-123", is_admin=True)
+            users.create_user(s, "bench", "live-logs-Pa55word", is_admin=True)
         pid = make_project(app)
         sha = commit(app, pid, {".prts/pipeline.yaml": PIPELINE})
         port = free_port()
@@ -152,7 +155,7 @@ def main() -> None:
         p50, p99 = percentile(delays, 0.5) * 1000, percentile(delays, 0.99) * 1000
         setup = "embedded (in-process pub/sub: viewers poll stored chunks)" if args.embedded else "PostgreSQL + Redis"
         print(f"live log delay, {setup}, {args.viewers} viewers, {len(delays)}/{expected} lines received: "
-              f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (goal p99 <= 250: {'met' if p99 <= 250 else 'NOT met'}); "
+              f"(counted: lines written after the viewer's stream opened) p50 {p50:.0f} ms, p99 {p99:.0f} ms (goal p99 <= 250: {'met' if p99 <= 250 else 'NOT met'}); "
               f"GitLab's job page polls every {GITLAB_POLL:.0f} s: {GITLAB_POLL * 1000 / p99:.1f}x")
         app.close()
 

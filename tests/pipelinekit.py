@@ -76,3 +76,31 @@ def drain(app, limit: int = 100_000) -> int:
 def project(app, project_id: int) -> Project:
     with app.db.session() as s:
         return s.get(Project, project_id)
+
+
+def job_row(app, *, status: str = "running", org: str = "acme", project: str = "web",
+            name: str = "build") -> tuple[int, int]:
+    """Bare organisation, project, run and job rows, for tests of what hangs off a job
+    (logs, artifacts) without running one; returns (run id, job id)."""
+    import sqlalchemy as sa
+
+    from appliance.models import Organisation, PipelineJob, PipelineRun
+
+    with app.db.session() as s:
+        organisation = s.scalar(sa.select(Organisation).where(Organisation.name == org))
+        if organisation is None:
+            organisation = Organisation(name=org)
+            s.add(organisation)
+            s.flush()
+        row = Project(organisation_id=organisation.id, name=project)
+        s.add(row)
+        s.flush()
+        run = PipelineRun(project_id=row.id, number=1, event="push", ref="refs/heads/main", commit_sha="0" * 40,
+                          status=status)
+        s.add(run)
+        s.flush()
+        job = PipelineJob(run_id=run.id, project_id=row.id, key=name, name=name, stage="test", stage_index=0,
+                          spec='{"steps": [], "env": []}', timeout_seconds=600, status=status)
+        s.add(job)
+        s.flush()
+        return run.id, job.id

@@ -37,3 +37,54 @@ def add_service_error(form: FlaskForm, exc) -> None:
     if message.split(" ", 1)[0] in _PREDICATES:
         message = f"{field.label.text} {message}"
     field.errors.append(message + ".")
+
+
+# -- project variables and pipeline settings (webapp/variables.py) -------------------------
+
+from wtforms import BooleanField, IntegerField  # noqa: E402
+from wtforms.validators import InputRequired, NumberRange  # noqa: E402
+
+
+def _unix_newlines(value):
+    # Browsers send a textarea's line breaks as CRLF; a variable means LF (and a secret may
+    # not hold \r at all: it rewrites a terminal line, so the log masker could miss it).
+    return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class VariableValueForm(FlaskForm):
+    """The edit form of one variable: its name is in the URL and does not change."""
+
+    value = TextAreaField("Value", filters=[_unix_newlines],
+                          render_kw={"rows": 3, "autocomplete": "off", "spellcheck": "false",
+                                     "autocapitalize": "off"})
+    secret = BooleanField("Secret")
+
+
+class VariableForm(VariableValueForm):
+    """The add form: a name, a value, and whether the value is a secret."""
+
+    name = StringField("Name", filters=[_strip], validators=[Length(max=100)],
+                       render_kw={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"})
+
+
+class _WholeNumberField(IntegerField):
+    """An IntegerField whose parse error names the field."""
+
+    def process_formdata(self, valuelist):
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(f"{self.label.text} must be a whole number.") from None
+
+
+class PipelineSettingsForm(FlaskForm):
+    job_concurrency = _WholeNumberField(
+        "Jobs running at once",
+        validators=[InputRequired(message="Jobs running at once is required."),
+                    NumberRange(min=0, max=1000, message="Jobs running at once must be between 0 and 1000.")],
+        render_kw={"inputmode": "numeric", "min": 0, "max": 1000})
+    cancel_superseded = BooleanField("Cancel superseded runs")

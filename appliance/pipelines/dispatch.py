@@ -38,6 +38,7 @@ ACTIVE_VALUES = tuple(s.value for s in ACTIVE)
 TERMINAL_VALUES = tuple(s.value for s in TERMINAL)
 # A queued job nobody claimed for this long is announced again (its task may be lost).
 REANNOUNCE_AFTER = dt.timedelta(seconds=30)
+HELD = "(held: project at its job limit)"  # the `worker` of a queued job a full limit deferred
 
 
 def worker_name() -> str:
@@ -98,6 +99,9 @@ def claim(session: orm.Session, job_id: int, worker: str, *, lease_seconds: int,
     running = session.scalar(sa.select(sa.func.count()).select_from(PipelineJob).where(
         PipelineJob.project_id == row.project_id, PipelineJob.status == RUNNING))
     if running >= project_limit(project, default_concurrency):
+        # Marked as held so that the next job of the project to finish announces it again.
+        session.execute(sa.update(PipelineJob).where(PipelineJob.id == job_id, PipelineJob.status == QUEUED)
+                        .values(worker=HELD).execution_options(synchronize_session=False))
         raise Deferred(f"project {row.project_id} runs {running} jobs (its limit)")
     now = utcnow()
     taken = session.execute(
@@ -109,9 +113,11 @@ def claim(session: orm.Session, job_id: int, worker: str, *, lease_seconds: int,
         .execution_options(synchronize_session=False))
     if taken.rowcount != 1:
         return None
-    session.execute(sa.update(PipelineStep).where(PipelineStep.job_id == job_id).values(
-        status=PENDING, exit_code=None, started_at=None, finished_at=None).execution_options(synchronize_session=False))
-    session.execute(sa.update(PipelineRun).where(PipelineRun.id == row.run_id).values(
+    if row.attempt > 1:  # steps of an earlier attempt start over
+        session.execute(sa.update(PipelineStep).where(PipelineStep.job_id == job_id).values(
+            status=PENDING, exit_code=None, started_at=None, finished_at=None)
+            .execution_options(synchronize_session=False))
+    session.execute(sa.update(PipelineRun).where(PipelineRun.id == row.run_id, PipelineRun.status != RUNNING).values(
         status=RUNNING, started_at=sa.func.coalesce(PipelineRun.started_at, now), finished_at=None)
         .execution_options(synchronize_session=False))
     return Claim(job_id, row.run_id, row.project_id, row.attempt, row.version + 1, worker)
@@ -181,6 +187,19 @@ def satisfies(job: PipelineJob) -> bool:
 def propagate(session: orm.Session, job: PipelineJob) -> Transition:
     """After ``job`` reached a terminal state: start or skip the jobs that need it."""
     result = Transition()
+    if satisfies(job):
+        # The hot path of a wide DAG: one UPDATE for all dependents, one for the ready ones.
+        dependents = sa.select(PipelineJobNeed.job_id).where(PipelineJobNeed.needs_id == job.id)
+        pending = (PipelineJob.id.in_(dependents), PipelineJob.status == PENDING)
+        session.execute(sa.update(PipelineJob).where(*pending).values(unmet_needs=PipelineJob.unmet_needs - 1)
+                        .execution_options(synchronize_session=False))
+        ready = list(session.scalars(sa.select(PipelineJob.id).where(*pending, PipelineJob.unmet_needs <= 0)))
+        if ready:
+            session.execute(sa.update(PipelineJob).where(PipelineJob.id.in_(ready))
+                            .values(status=QUEUED, queued_at=utcnow()).execution_options(synchronize_session=False))
+            result.enqueue.extend(ready)
+            result.changed_jobs.update(ready)
+        return result
     stack = [job]
     while stack:
         done = stack.pop()
@@ -191,16 +210,10 @@ def propagate(session: orm.Session, job: PipelineJob) -> Transition:
             PipelineJob.id.in_(dependent_ids), PipelineJob.status == PENDING)).all()
         for dependent in dependents:
             result.changed_jobs.add(dependent.id)
-            if satisfies(done):
-                dependent.unmet_needs -= 1
-                if dependent.unmet_needs <= 0:
-                    dependent.status, dependent.queued_at = QUEUED, utcnow()
-                    result.enqueue.append(dependent.id)
-            else:
-                dependent.status = Status.SKIPPED.value
-                dependent.skip_reason = f"needs {done.name}, which {_verb(done)}"
-                dependent.finished_at = utcnow()
-                stack.append(dependent)
+            dependent.status = Status.SKIPPED.value
+            dependent.skip_reason = f"needs {done.name}, which {_verb(done)}"
+            dependent.finished_at = utcnow()
+            stack.append(dependent)
         session.flush()
     return result
 
@@ -210,21 +223,28 @@ def _verb(job: PipelineJob) -> str:
 
 
 def release_held(session: orm.Session, project_id: int) -> Transition:
-    """Queued jobs of the project that a full concurrency limit held back: announce the
-    oldest again now that a slot may be free (a duplicate announcement is harmless)."""
-    ids = session.scalars(sa.select(PipelineJob.id).where(
-        PipelineJob.project_id == project_id, PipelineJob.status == QUEUED)
-        .order_by(PipelineJob.queued_at, PipelineJob.id).limit(8))
-    return Transition(enqueue=list(ids))
+    """The oldest queued job of the project that the concurrency limit held back: announce
+    it again now that a slot is free."""
+    held = session.scalars(sa.select(PipelineJob.id).where(
+        PipelineJob.project_id == project_id, PipelineJob.status == QUEUED, PipelineJob.worker == HELD)
+        .order_by(PipelineJob.queued_at, PipelineJob.id).limit(1)).first()
+    if held is None:
+        return Transition()
+    session.execute(sa.update(PipelineJob).where(PipelineJob.id == held).values(worker="")
+                    .execution_options(synchronize_session=False))
+    return Transition(enqueue=[held])
 
 
 def update_run_status(session: orm.Session, run_id: int) -> str:
     """Derive the run's status from its jobs' and store it."""
+    run = session.get(PipelineRun, run_id, populate_existing=True)
+    if run.status == RUNNING and session.scalar(sa.select(PipelineJob.id).where(
+            PipelineJob.run_id == run_id, PipelineJob.status.in_(ACTIVE_VALUES)).limit(1)) is not None:
+        return RUNNING  # the common case while a run goes on: nothing to recount
     counts = dict(session.execute(sa.select(PipelineJob.status, sa.func.count()).where(PipelineJob.run_id == run_id)
                                   .group_by(PipelineJob.status)).all())
     failing = session.scalar(sa.select(sa.func.count()).select_from(PipelineJob).where(
         PipelineJob.run_id == run_id, PipelineJob.status == Status.FAILED.value, PipelineJob.allow_failure.is_(False)))
-    run = session.get(PipelineRun, run_id, populate_existing=True)
     if any(counts.get(s) for s in ACTIVE_VALUES):
         status = RUNNING if run.started_at is not None else (QUEUED if counts.get(QUEUED) else PENDING)
         finished = None

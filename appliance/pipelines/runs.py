@@ -62,38 +62,35 @@ def _job_spec(planned) -> str:
     })
 
 
-def _store_plan(session: orm.Session, run: PipelineRun, plan: Plan, default_timeout: int,
-                default_executor: str) -> list[int]:
-    """Rows for the planned jobs, their edges and steps; returns the ids ready to queue."""
-    by_key: dict[str, PipelineJob] = {}
-    ready: list[PipelineJob] = []
+def _store_plan(session: orm.Session, run: PipelineRun, plan: Plan, default_timeout: int) -> list[int]:
+    """Rows for the planned jobs, their edges and steps; returns the ids ready to queue.
+    Bulk inserts throughout: a wide DAG has stages x jobs^2 edges."""
     now = utcnow()
-    for planned in plan.jobs:  # topological order: every need is already stored
-        needed = [by_key[key] for key in planned.needs]
-        job = PipelineJob(
+    skipped = {job.key for job in plan.jobs if job.skip_reason}
+    rows = []
+    for planned in plan.jobs:
+        unmet = sum(1 for key in planned.needs if key not in skipped)
+        status = (Status.SKIPPED if planned.skip_reason else Status.QUEUED if unmet == 0 else Status.PENDING).value
+        rows.append(dict(
             run_id=run.id, project_id=run.project_id, key=planned.key, name=planned.name, stage=planned.stage,
             stage_index=planned.stage_index, spec=_job_spec(planned), environment=planned.environment,
             timeout_seconds=planned.timeout_seconds or default_timeout, allow_failure=planned.allow_failure,
-            retries=planned.retry, attempt=1, version=0, lost_count=0, skip_reason="", failure_reason="",
-            unmet_needs=sum(1 for n in needed if not n.skipped_by_condition), worker="",
-        )
-        if planned.skip_reason:
-            job.status, job.skip_reason, job.skipped_by_condition = Status.SKIPPED.value, planned.skip_reason, True
-            job.finished_at = now
-        elif job.unmet_needs == 0:
-            job.status, job.queued_at = Status.QUEUED.value, now
-            ready.append(job)
-        else:
-            job.status = Status.PENDING.value
-        session.add(job)
-        session.flush()
-        by_key[planned.key] = job
-        session.add_all(PipelineJobNeed(job_id=job.id, needs_id=n.id) for n in needed)
-        session.add_all(PipelineStep(job_id=job.id, index=i, name=step.name, kind=step.kind,
-                                     status=Status.SKIPPED.value if planned.skip_reason else Status.PENDING.value)
-                        for i, step in enumerate(planned.steps))
-    session.flush()
-    return [job.id for job in ready]
+            retries=planned.retry, attempt=1, version=0, lost_count=0, skip_reason=planned.skip_reason,
+            skipped_by_condition=bool(planned.skip_reason), failure_reason="", unmet_needs=unmet, worker="",
+            status=status, created_at=now, queued_at=now if status == Status.QUEUED.value else None,
+            finished_at=now if planned.skip_reason else None, log_bytes=0, log_lines=0, log_truncated=False))
+    ids = list(session.scalars(sa.insert(PipelineJob).returning(PipelineJob.id, sort_by_parameter_order=True),
+                               rows))
+    by_key = {planned.key: job_id for planned, job_id in zip(plan.jobs, ids)}
+    edges = [{"job_id": by_key[p.key], "needs_id": by_key[key]} for p in plan.jobs for key in p.needs]
+    steps = [{"job_id": by_key[p.key], "index": i, "name": step.name, "kind": step.kind,
+              "status": Status.SKIPPED.value if p.skip_reason else Status.PENDING.value}
+             for p in plan.jobs for i, step in enumerate(p.steps)]
+    if edges:
+        session.execute(sa.insert(PipelineJobNeed), edges)
+    if steps:
+        session.execute(sa.insert(PipelineStep), steps)
+    return [job_id for row, job_id in zip(rows, ids) if row["status"] == Status.QUEUED.value]
 
 
 def _check_executors(plan: Plan, default_executor: str) -> str:
@@ -134,7 +131,7 @@ def create_run(app, session: orm.Session, project: Project, event: Event, source
     if event.kind == "push" and project.cancel_superseded:
         result.merge(cancel_superseded(session, project, event))
     run = _new_run(session, project, event, name=plan.name, source=text, actor_id=actor_id, schedule_id=schedule_id)
-    result.enqueue.extend(_store_plan(session, run, plan, cfg.default_timeout, cfg.executor))
+    result.enqueue.extend(_store_plan(session, run, plan, cfg.default_timeout))
     result.changed_runs.add(run.id)
     dispatch.update_run_status(session, run.id)
     return run, result

@@ -124,8 +124,10 @@ def _take_tick(app, schedule_id: int, due_at: dt.datetime, following: dt.datetim
         source = repos.read_file(repo, commit, runs.PIPELINE_FILE)
         if source is None:
             return None
+        # A schedule is an explicit request to run: a user's schedule runs even when the
+        # file has no `schedule:` trigger (a "pipeline" schedule exists only because it has).
         run, transition = runs.create_run(app, s, project, Event("schedule", full_ref, commit), source,
-                                          schedule_id=schedule_id)
+                                          schedule_id=schedule_id, check_triggers=False)
         schedule.last_run_id = run.id if run else None
         run_id = run.id if run else None
     runs.announce(app, transition)

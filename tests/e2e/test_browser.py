@@ -3,17 +3,15 @@ sign in with the printed one-time password, replace it, create a project through
 form (first with a mistake), and find it listed. Screenshots at 375 px and 1440 px wide go
 to test-artifacts/screenshots/."""
 
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from browsing import shot
 from live import LiveAppliance
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
 NEW_PASSWORD = "a good long passphrase"
 
 
@@ -22,27 +20,6 @@ def live(tmp_path_factory):
     appliance = LiveAppliance(tmp_path_factory.mktemp("e2e") / "data").start()
     yield appliance
     appliance.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert Path(CHROMIUM).exists(), "Debian's chromium package is missing (make test installs it)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        yield browser
-        browser.close()
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    width = page.viewport_size["width"]
-    page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
-    # Nothing may scroll sideways: every page must work at 375 px.
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
 def test_sign_in_change_password_create_project(live, browser):

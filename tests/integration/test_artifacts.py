@@ -11,12 +11,12 @@ import tarfile
 import pytest
 import sqlalchemy as sa
 
-from appliance.models import Artifact, PipelineJob, PipelineRun
+from appliance.models import Artifact, PipelineJob
 from appliance.models.base import utcnow
 from appliance.pipelines import artifacts
 from appliance.pipelines.artifacts import ArtifactTooLarge, ChecksumMismatch
 from conftest import make_config
-from pipelinekit import make_project
+from pipelinekit import job_row
 
 
 @pytest.fixture
@@ -32,16 +32,7 @@ def app(tmp_path, objects_values):
 
 def make_job(app, name: str = "build") -> tuple[int, int]:
     """A run with one job; returns (run id, job id)."""
-    project_id = make_project(app, org="acme", name=f"web-{name}")
-    with app.db.session() as s:
-        run = PipelineRun(project_id=project_id, number=1, event="push", ref="refs/heads/main", commit_sha="0" * 40)
-        s.add(run)
-        s.flush()
-        job = PipelineJob(run_id=run.id, project_id=project_id, key=name, name=name, stage="build", stage_index=0,
-                          spec='{"steps": [], "env": {}}', timeout_seconds=60)
-        s.add(job)
-        s.flush()
-        return run.id, job.id
+    return job_row(app, project=f"web-{name}", name=name)
 
 
 def make_tree(workspace):

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from appliance.context import Appliance
 from appliance.models import PipelineJob, PipelineRun, PipelineSchedule, PipelineStep, Project, Status
 from appliance.models.base import utcnow
-from appliance.pipelines import dispatch, runner, runs, schedules
+from appliance.pipelines import dispatch, runs, schedules
 from appliance.pipelines.logs import LogReader
 from tests.conftest import make_config
 from tests.pipelinekit import commit, drain, make_project
