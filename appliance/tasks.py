@@ -9,6 +9,7 @@ from huey import Huey, crontab
 
 from appliance.accounts import ratelimit
 from appliance.models.base import utcnow
+from appliance.pipelines import artifacts, runner, schedules
 from appliance.storage import analytics
 
 log = logging.getLogger(__name__)
@@ -29,28 +30,20 @@ def register_tasks(huey: Huey, app) -> SimpleNamespace:
 
     @huey.task()
     def run_job(job_id: int) -> str:
-        from appliance.pipelines import runner
-
         return runner.run_job(app, job_id)
 
     @huey.periodic_task(crontab(minute="*"))
     def reconcile_jobs() -> None:
-        from appliance.pipelines import runner
-
         runner.reconcile(app)
 
     @huey.periodic_task(crontab(minute="*"))
     def run_schedules() -> None:
-        from appliance.pipelines import schedules
-
         started = schedules.run_due(app)
         if started:
             log.info("scheduled runs started", extra={"runs": started})
 
     @huey.periodic_task(crontab(minute="17"))
     def expire_artifacts() -> None:
-        from appliance.pipelines import artifacts
-
         with app.db.session() as session:
             removed = artifacts.expire(app, session, utcnow())
         log.info("expired artifacts removed", extra={"removed": removed})
