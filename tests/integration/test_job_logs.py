@@ -399,6 +399,34 @@ def test_lines_window_json_and_download(client, auth, admin, appliance, tmp_path
     assert download.get_data() == process_log(raw).text
 
 
+def test_a_100_mb_log_opens_tail_first_and_scrolls_by_windows(client, auth, admin, appliance, tmp_path):
+    """The job page's first request (the tail) and a scroll-back window read only the
+    chunks they show, never the whole 100 MB log."""
+    line = b"%08d " + b"x" * 90 + b"\n"  # 100 bytes a line
+    count = 1_000_000
+    raw = b"".join(line % i for i in range(1, count + 1))
+    assert len(raw) == 100_000_000
+    job_id = _stored_job(appliance, tmp_path, raw, chunk_bytes=256 * 1024)
+    chunks = list(appliance.objects.list(f"logs/{job_id}/1/"))
+    assert len(chunks) > 300
+    fetched = []
+    real_get = appliance.objects.get
+    appliance.objects.get = lambda key: fetched.append(key) or real_get(key)
+    try:
+        auth.login()
+        tail = client.get(f"/-/jobs/{job_id}/log/lines?attempt=1").get_json()
+        assert tail["total"] == count
+        assert [n for n, _ in tail["lines"]] == list(range(count - 499, count + 1))
+        assert tail["lines"][-1][1].startswith(f"{count:08d} ")
+        assert len(fetched) <= 2, fetched
+        fetched.clear()
+        window = client.get(f"/-/jobs/{job_id}/log/lines?attempt=1&start=500001&count=500").get_json()
+        assert window["lines"][0][1].startswith("00500001 ") and len(window["lines"]) == 500
+        assert len(fetched) <= 2, fetched
+    finally:
+        appliance.objects.get = real_get
+
+
 def test_stream_of_a_finished_job_sends_stored_lines_after_last_event_id_then_ends(client, auth, admin, appliance,
                                                                                       tmp_path):
     job_id = _stored_job(appliance, tmp_path, b"".join(b"line %d\n" % i for i in range(1, 1201)))
