@@ -7,7 +7,7 @@ to test-artifacts/screenshots/."""
 import pytest
 from playwright.sync_api import expect
 
-from browsing import shot
+from browsing import browser, shot  # noqa: F401 (browser is a fixture)
 from live import LiveAppliance
 
 pytestmark = pytest.mark.e2e

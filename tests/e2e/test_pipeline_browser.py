@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from browsing import shot
+from browsing import browser, shot  # noqa: F401 (browser is a fixture)
 from live import LiveAppliance
 from pipelinekit import git
 
