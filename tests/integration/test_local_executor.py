@@ -34,7 +34,7 @@ def isolation(request) -> str:
     if request.param == "bubblewrap":
         why = sandbox.probe(network=True)
         if why:
-            pytest.skip(f"bubblewrap does not work here: {why}")
+            pytest.fail(f"bubblewrap does not work here ({why}); make test installs it and the suite needs it")
     return request.param
 
 

@@ -23,7 +23,7 @@ from conftest import make_config
 def needs_bubblewrap():
     why = sandbox.probe(network=False) or sandbox.probe(network=True)
     if why:
-        pytest.skip(f"bubblewrap does not work here: {why}")
+        pytest.fail(f"bubblewrap does not work here ({why}); make test installs it and the suite needs it")
 
 
 def run(tmp_path: Path, script: str, *, network: bool = True, env: dict | None = None,
