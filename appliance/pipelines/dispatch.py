@@ -147,9 +147,19 @@ def update_step(session: orm.Session, claim: Claim, index: int, **values) -> boo
     return True
 
 
+def lock_run(session: orm.Session, run_id: int) -> None:
+    """Serialise the transactions that change a run's jobs after the fact (finish, cancel,
+    rerun, reconcile). On PostgreSQL, two siblings finishing at once would otherwise update
+    their shared dependents in different orders and deadlock; taking the run's row first
+    gives every such transaction the same lock order. SQLite serialises writers anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(PipelineRun.id).where(PipelineRun.id == run_id).with_for_update())
+
+
 def finish(session: orm.Session, claim: Claim, outcome: Status, *, exit_code: int | None = None,
            reason: str = "") -> Transition | None:
     """Write the attempt's outcome; None when the claim was lost (the write is dropped)."""
+    lock_run(session, claim.run_id)
     job = session.get(PipelineJob, claim.job_id, populate_existing=True)
     if job is None or job.version != claim.version or job.status != RUNNING:
         return None
@@ -270,7 +280,10 @@ def cancel_jobs(session: orm.Session, jobs: list[PipelineJob], reason: str) -> T
     gone) and kills the job's process group."""
     result = Transition()
     now = utcnow()
+    for run_id in sorted({job.run_id for job in jobs}):
+        lock_run(session, run_id)
     for job in jobs:
+        session.refresh(job)  # its state as of the lock
         if job.status not in ACTIVE_VALUES:
             continue
         written = session.execute(
@@ -294,6 +307,8 @@ def cancel_jobs(session: orm.Session, jobs: list[PipelineJob], reason: str) -> T
 def reopen(session: orm.Session, job: PipelineJob) -> Transition:
     """Queue a finished job again as a new attempt (rerun), and reopen the jobs that were
     skipped because of it, so the rest of the DAG runs after it."""
+    lock_run(session, job.run_id)
+    session.refresh(job)
     now = utcnow()
     job.status, job.attempt, job.version = QUEUED, job.attempt + 1, job.version + 1
     job.queued_at, job.started_at, job.finished_at = now, None, None
@@ -341,6 +356,10 @@ def reconcile(session: orm.Session, *, lost_job_retries: int, now: dt.datetime |
     expired = session.scalars(sa.select(PipelineJob).where(
         PipelineJob.status == RUNNING, PipelineJob.lease_expires_at < now)).all()
     for job in expired:
+        lock_run(session, job.run_id)
+        session.refresh(job)
+        if job.status != RUNNING or job.lease_expires_at is None or job.lease_expires_at >= now:
+            continue  # finished or renewed while we looked
         requeue = job.lost_count < lost_job_retries
         values = dict(version=job.version + 1, worker="", lease_expires_at=None, lost_count=job.lost_count + 1)
         if requeue:

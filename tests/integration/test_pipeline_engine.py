@@ -445,3 +445,43 @@ stages: [ { name: A, jobs: [ { name: J, steps: [ { run: "true" }, { name: second
         steps = s.scalars(sa.select(PipelineStep).order_by(PipelineStep.index)).all()
         assert [(st.status, st.exit_code) for st in steps] == [("success", 0), ("success", 0)]
         assert steps[1].name == "second"
+
+
+def test_siblings_finishing_at_once_do_not_deadlock(engine_app):
+    """Each job of a wide stage unblocks the same dependents; finishing them from many
+    threads at once must neither deadlock (PostgreSQL) nor lose a decrement."""
+    width = 24
+    jobs = ", ".join(f'{{ name: J{i}, steps: [ {{ run: "true" }} ] }}' for i in range(width))
+    pid = make_project(engine_app)
+    run = start(engine_app, pid, f"""
+version: "1.0"
+name: wide
+stages:
+  - {{ name: A, jobs: [ {jobs} ] }}
+  - {{ name: B, jobs: [ {jobs} ] }}
+""")
+    with engine_app.db.session() as s:
+        first = s.scalars(sa.select(PipelineJob.id).where(PipelineJob.run_id == run.id, PipelineJob.stage == "A")).all()
+    claims = []
+    for job_id in first:
+        with engine_app.db.session() as s:
+            claims.append(dispatch.claim(s, job_id, "w:1", lease_seconds=60, default_concurrency=1000))
+    errors, ready = [], []
+    barrier = threading.Barrier(8)
+
+    def finish_some(part):
+        barrier.wait()
+        for claim in part:
+            try:
+                with engine_app.db.session() as s:
+                    ready.extend(dispatch.finish(s, claim, Status.SUCCESS, exit_code=0).enqueue)
+            except Exception as exc:  # a deadlock would surface here
+                errors.append(exc)
+
+    threads = [threading.Thread(target=finish_some, args=(claims[i::8],)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert errors == []
+    second = {j.id for j in run_of(engine_app, run.id).jobs if j.stage == "B"}
+    assert set(ready) == second
+    assert {j.status for j in run_of(engine_app, run.id).jobs if j.stage == "B"} == {"queued"}
