@@ -158,6 +158,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pipelines.local.max_processes", INT, 4096, "RLIMIT_NPROC for job processes.", minimum=16),
     Setting("pipelines.local.max_memory_mb", INT, 8192, "RLIMIT_AS for each job process, in MiB.", minimum=64),
     Setting("pipelines.local.max_file_mb", INT, 10240, "RLIMIT_FSIZE: the largest file a job may write, in MiB.", minimum=1),
+    # git hosting
+    Setting("git.max_push_bytes", INT, 2 * 1024 * 1024 * 1024, "Largest request body a git push may send, in bytes.", minimum=1024),
+    Setting("git.http_timeout", INT, 600, "Seconds one git clone, fetch or push over HTTP may take.", minimum=10),
+    # webhooks
+    Setting("webhooks.max_body_bytes", INT, 25 * 1024 * 1024, "Inbound webhook bodies larger than this are refused unread.", minimum=1024),
+    Setting("webhooks.allowed_hosts", STR, "", "Comma-separated hosts, addresses or CIDR networks that outbound webhooks and mirrors may reach although they are loopback, private or link-local."),
+    Setting("webhooks.timeout_seconds", INT, 10, "Seconds one outbound webhook attempt may take.", minimum=1),
+    Setting("webhooks.max_attempts", INT, 5, "Attempts per outbound delivery before it is marked failed (backing off 1, 2, 4, ... minutes).", minimum=1),
     # secrets
     Setting("secrets.key", STR, "", "Base64 of the 32-byte AES-256-GCM key that encrypts project secrets; generated into data_dir when empty.", secret=True),
     # logging

@@ -7,7 +7,7 @@ from sqlalchemy import orm
 from sqlalchemy.exc import IntegrityError
 
 from appliance.errors import NotFound, ValidationError
-from appliance.models import Membership, Organisation, Project, Role, User
+from appliance.models import Membership, Organisation, Project, ProtectedBranch, Role, User
 from appliance.names import check_slug
 
 
@@ -68,6 +68,8 @@ def create_project(
             session.flush()
     except IntegrityError:
         raise ValidationError("name", f"{org.name}/{name} already exists") from None
+    # Like GitLab, the default branch starts protected: Maintainers push, nobody force-pushes.
+    session.add(ProtectedBranch(project_id=project.id, pattern=project.default_branch))
     if creator is not None and not creator.is_admin:
         grant(session, creator, project, Role.MAINTAINER)
     return project

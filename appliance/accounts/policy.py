@@ -23,6 +23,12 @@ ACTIONS: dict[str, Role] = {
     "pipeline.settings": Role.MAINTAINER,  # concurrency, cancel-superseded, schedules
     "variables.view": Role.DEVELOPER,  # names and plain values; secrets are never shown
     "variables.manage": Role.MAINTAINER,
+    # git hosting
+    "repository.read": Role.VIEWER,  # clone, fetch, browse
+    "repository.push": Role.DEVELOPER,  # push to branches that are not protected; open merge requests
+    "repository.push_protected": Role.MAINTAINER,  # push to protected branches (never force, never delete)
+    "repository.settings": Role.MAINTAINER,  # default branch, protected branches, mirror, inbound webhook secret
+    "webhooks.manage": Role.MAINTAINER,  # outbound webhooks and their delivery log
     "organisation.view": Role.VIEWER,
     "organisation.create_project": Role.MAINTAINER,
 }

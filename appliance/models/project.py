@@ -26,6 +26,13 @@ class Project(Base):
     cancel_superseded: orm.Mapped[bool] = orm.mapped_column(sa.Boolean, default=True)
     # The default branch commit whose `schedule:` triggers the schedule rows were synced from.
     schedules_synced_commit: orm.Mapped[str] = orm.mapped_column(sa.String(64), default="")
+    # Git hosting: merge requests are numbered per project from this counter.
+    merge_request_counter: orm.Mapped[int] = orm.mapped_column(sa.Integer, default=0)
+    # An outside repository (GitHub, GitLab, Gitea, Forgejo) this project mirrors; its
+    # webhooks make the appliance fetch it. Empty: the project is hosted here.
+    mirror_url: orm.Mapped[str] = orm.mapped_column(sa.String(2000), default="")
+    # The secret inbound webhooks are verified with, encrypted (SecretBox); None: not set.
+    inbound_secret_ciphertext: orm.Mapped[bytes | None] = orm.mapped_column(sa.LargeBinary)
 
     organisation: orm.Mapped["Organisation"] = orm.relationship(back_populates="projects")  # noqa: F821
 
