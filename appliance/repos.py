@@ -69,6 +69,18 @@ def git(repo: pathlib.Path, *args: str, input: bytes | None = None, check: bool 
     return done.stdout
 
 
+def is_sha(text: str) -> bool:
+    return bool(_SHA.fullmatch(text))
+
+
+def is_ancestor(repo: pathlib.Path, ancestor: str, commit: str) -> bool:
+    done = subprocess.run(["git", f"--git-dir={repo}", "merge-base", "--is-ancestor", ancestor, commit],
+                          capture_output=True, env=_env(), timeout=GIT_TIMEOUT)
+    if done.returncode not in (0, 1):
+        raise RepositoryError(f"git merge-base failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.returncode == 0
+
+
 def ensure_repository(config: Config, project_id: int, default_branch: str = "main") -> pathlib.Path:
     path = repository_path(config, project_id)
     if not (path / "HEAD").exists():
