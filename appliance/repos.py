@@ -81,12 +81,44 @@ def is_ancestor(repo: pathlib.Path, ancestor: str, commit: str) -> bool:
     return done.returncode == 0
 
 
+HOOKS = ("pre-receive", "post-receive")
+_HOOK_SCRIPT = """#!/bin/sh
+# Installed by PRTS. A push through the appliance is checked before any ref moves and recorded
+# after, to start pipelines (appliance/hosting/githook.py); elsewhere this does nothing.
+[ -n "$PRTS_HOOK_PYTHON" ] || exit 0
+exec "$PRTS_HOOK_PYTHON" -m appliance.hosting.githook {hook}
+"""
+# Settings of every hosted repository: objects are checked as they arrive (a malformed
+# object is refused, not stored), and git's own leftovers never run a hook of their own.
+_REPOSITORY_CONFIG = (("receive.fsckObjects", "true"), ("core.logAllRefUpdates", "true"),
+                      ("receive.advertisePushOptions", "false"), ("uploadpack.allowFilter", "true"))
+
+
+def install_hooks(path: pathlib.Path) -> None:
+    """Write the appliance's hooks into a repository (idempotent; cheap when up to date)."""
+    hooks = path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for hook in HOOKS:
+        target = hooks / hook
+        script = _HOOK_SCRIPT.format(hook=hook)
+        if not target.exists() or target.read_text() != script:
+            tmp = hooks / f".{hook}.tmp"
+            tmp.write_text(script)
+            tmp.chmod(0o755)
+            tmp.replace(target)
+
+
 def ensure_repository(config: Config, project_id: int, default_branch: str = "main") -> pathlib.Path:
     path = repository_path(config, project_id)
     if not (path / "HEAD").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "init", "--quiet", "--bare", f"--initial-branch={check_ref(default_branch)}",
                         "--", str(path)], check=True, env=_env(), capture_output=True, timeout=GIT_TIMEOUT)
+        for key, value in _REPOSITORY_CONFIG:
+            git(path, "config", key, value)
+        for sample in (path / "hooks").glob("*.sample"):
+            sample.unlink()
+    install_hooks(path)
     return path
 
 

@@ -58,10 +58,10 @@ def create_app(config: Config | None = None) -> Flask:
     htmx.init_app(app)
     login_manager.init_app(app)
 
-    from webapp import api, auth, dashboard, editor, logs, metrics, ops, pipelines, projects, variables
+    from webapp import api, auth, dashboard, editor, git_http, logs, metrics, ops, pipelines, projects, variables
 
     metrics.init_app(app)
-    for module in (api, auth, dashboard, editor, logs, ops, pipelines, projects, variables):
+    for module in (api, auth, dashboard, editor, git_http, logs, ops, pipelines, projects, variables):
         app.register_blueprint(module.bp)
 
     if app.debug:  # FLASK_DEBUG=1: a developer's page showing every UI component

@@ -16,53 +16,19 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from appliance import repos
+from appliance.hosting.refupdates import ZERO, RefUpdate, parse_updates  # noqa: F401 (the hosting API)
 from appliance.models import MergeRequest, PipelineRun, Project
 from appliance.models.base import utcnow
 from appliance.pipelines import runs
 
 log = logging.getLogger(__name__)
 
-ZERO = "0" * 40
 # Beyond this many changed paths the list is "unknown": filters pass, as for a new branch.
 MAX_CHANGED_PATHS = 10_000
-
-
-@dataclass(frozen=True)
-class RefUpdate:
-    old: str  # ZERO when the ref was created
-    new: str  # ZERO when the ref was deleted
-    ref: str  # full ref name
-
-    @property
-    def created(self) -> bool:
-        return self.old == ZERO
-
-    @property
-    def deleted(self) -> bool:
-        return self.new == ZERO
-
-    @property
-    def branch(self) -> str:
-        return self.ref.removeprefix("refs/heads/") if self.ref.startswith("refs/heads/") else ""
-
-    @property
-    def tag(self) -> str:
-        return self.ref.removeprefix("refs/tags/") if self.ref.startswith("refs/tags/") else ""
-
-
-def parse_updates(text: str) -> list[RefUpdate]:
-    """The ``<old> <new> <ref>`` lines git gives pre- and post-receive hooks."""
-    updates = []
-    for line in text.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and all(repos.is_sha(p) for p in parts[:2]):
-            updates.append(RefUpdate(*parts))
-    return updates
 
 
 def snapshot_refs(repo: pathlib.Path) -> dict[str, str]:

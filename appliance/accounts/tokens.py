@@ -1,0 +1,101 @@
+"""Personal access tokens: for git over HTTP now, and the JSON API.
+
+A token is ``prts_`` + 40 random URL-safe characters. Only its SHA-256 is stored (the token
+has 240 bits of entropy, so a slow password hash buys nothing), and it is shown once. A
+token carries a scope — ``read`` < ``write`` < ``admin``, each including the ones before
+— may be restricted to one project, and may expire. It never grants more than its owner's
+own roles: the policy still decides with the owner as the actor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from appliance.errors import NotFound, ValidationError
+from appliance.models import ApiToken, Project, User
+from appliance.models.api_token import SCOPES
+from appliance.models.base import utcnow
+
+PREFIX = "prts_"
+MAX_DAYS = 3650
+# last_used_at is written at most this often per token, not on every git request.
+LAST_USED_GRANULARITY = dt.timedelta(minutes=1)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", errors="surrogateescape")).hexdigest()
+
+
+def looks_like_token(text: str) -> bool:
+    return isinstance(text, str) and text.startswith(PREFIX) and len(text) == len(PREFIX) + 40
+
+
+def scope_allows(scope: str, needed: str) -> bool:
+    return SCOPES.index(scope) >= SCOPES.index(needed)
+
+
+def create_token(session: orm.Session, user: User, name: str, scope: str, *, project: Project | None = None,
+                 expires_in_days: int | None = None, minted_by_scope: str | None = None) -> tuple[ApiToken, str]:
+    """A new token for ``user``; returns the row and the token text (shown once).
+    ``minted_by_scope``: when a token creates a token, the new one may not be wider."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise ValidationError("name", "must be 1 to 100 characters")
+    if scope not in SCOPES:
+        raise ValidationError("scope", f"{scope!r} is not a scope (expected one of {', '.join(SCOPES)})")
+    if minted_by_scope is not None and not scope_allows(minted_by_scope, scope):
+        raise ValidationError("scope", f"a {minted_by_scope} token cannot create a {scope} token")
+    if scope == "admin" and not user.is_admin:
+        raise ValidationError("scope", "only site administrators may hold admin tokens")
+    expires_at = None
+    if expires_in_days is not None:
+        if not 1 <= expires_in_days <= MAX_DAYS:
+            raise ValidationError("expires", f"must be between 1 and {MAX_DAYS} days")
+        expires_at = utcnow() + dt.timedelta(days=expires_in_days)
+    text = PREFIX + secrets.token_urlsafe(30)[:40]
+    token = ApiToken(user_id=user.id, name=name, token_hash=_digest(text), prefix=text[:len(PREFIX) + 4],
+                     scope=scope, project_id=project.id if project else None, expires_at=expires_at)
+    session.add(token)
+    session.flush()
+    return token, text
+
+
+def user_tokens(session: orm.Session, user: User) -> list[ApiToken]:
+    return list(session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                                .order_by(ApiToken.created_at.desc())))
+
+
+def revoke(session: orm.Session, user: User, token_id: int) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id or token.revoked_at is not None:
+        raise NotFound(f"no token {token_id}")
+    token.revoked_at = utcnow()
+    return token
+
+
+def authenticate(session: orm.Session, username: str, text: str) -> tuple[User, ApiToken] | None:
+    """The owner and token for a valid, unexpired, unrevoked token of ``username``."""
+    if not looks_like_token(text):
+        return None
+    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _digest(text)))
+    if token is None or token.revoked_at is not None:
+        return None
+    now = utcnow()
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    user = session.get(User, token.user_id)
+    if user is None or not user.is_active:
+        return None
+    # git sends the username it was given; any name is accepted by GitHub, but a wrong one
+    # here is more likely a mistake worth refusing than a convenience.
+    if username and not hmac.compare_digest(username.lower().encode(), user.username.lower().encode()):
+        return None
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_GRANULARITY:
+        token.last_used_at = now
+    return user, token
