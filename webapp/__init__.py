@@ -58,10 +58,15 @@ def create_app(config: Config | None = None) -> Flask:
     htmx.init_app(app)
     login_manager.init_app(app)
 
-    from webapp import api, auth, dashboard, editor, git_http, logs, metrics, ops, pipelines, projects, variables
+    from webapp import (
+        api, auth, dashboard, editor, git_http, logs, merge_requests, metrics, ops, pipelines, projects, repository_settings, variables,
+    )
 
     metrics.init_app(app)
-    for module in (api, auth, dashboard, editor, git_http, logs, ops, pipelines, projects, variables):
+    blueprints = (
+        api, auth, dashboard, editor, git_http, logs, merge_requests, ops, pipelines, projects, repository_settings, variables,
+    )
+    for module in blueprints:
         app.register_blueprint(module.bp)
 
     if app.debug:  # FLASK_DEBUG=1: a developer's page showing every UI component
