@@ -19,7 +19,9 @@ from appliance.errors import ValidationError
 GIT_TIMEOUT = 60
 MAX_BLOB_BYTES = 1024 * 1024
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|\.lock(/|$)|/\.|^\.|\.$|/$")
+# Also refused: a component starting with '-' (refs/heads/-rf), which a branch name shown
+# and passed on without its refs/heads/ prefix would turn into an option.
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|\.lock(/|$)|/\.|^\.|\.$|/$|(^|/)-")
 
 
 class RepositoryError(Exception):
@@ -34,9 +36,9 @@ def check_ref(ref: str, field: str = "ref") -> str:
     """A branch, tag or full ref name that git accepts and that cannot be read as an option."""
     if not isinstance(ref, str) or not ref or len(ref) > 255:
         raise ValidationError(field, "must be a branch, tag or ref name of 1 to 255 characters")
-    if ref.startswith("-") or _BAD_REF.search(ref):
+    if _BAD_REF.search(ref):
         raise ValidationError(field, f"{ref!r} is not a valid ref name (no '..', spaces, control "
-                                     "characters, '~^:?*[\\', and no leading '-' or '.')")
+                                     "characters, '~^:?*[\\', and no component starting with '-' or '.')")
     return ref
 
 

@@ -7,6 +7,7 @@ same data directory (the embedded SQLite database), as an admin's shell would.
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import urllib.error
@@ -238,3 +239,26 @@ def test_the_clone_url_in_a_browser_leads_to_the_project(site):
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def test_failed_credentials_lock_the_account_like_the_login_form(site, tmp_path):
+    with site.core.db.session() as s:
+        user = users.create_user(s, "locked", PASSWORD)
+        token = tokens.create_token(s, user, "git", "read")[1]
+    limit = site.core.config.auth.max_failures_per_account
+    for i in range(limit):
+        failed = run_git("ls-remote", site.url("locked", f"wrong {i}"), check=False)
+        assert failed.returncode != 0
+    # Even the right token is refused while the account is locked.
+    refused = run_git("ls-remote", site.url("locked", token), check=False)
+    assert refused.returncode != 0 and "Too many failed sign-in attempts" in refused.stderr
+
+
+@pytest.mark.parametrize("path", ["acme/..%2F..%2Fetc", "acme/web%00", "acme/-web", "acme/we%20b", "..%2Facme/web"])
+def test_repository_paths_that_are_not_slugs_are_not_found(site, path):
+    request = urllib.request.Request(f"{site.live.url}/{path}.git/info/refs?service=git-upload-pack")
+    request.add_header("Authorization", "Basic " + base64.b64encode(
+        f"maint:{site.tokens['maint']}".encode()).decode())
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code in (400, 404)
