@@ -262,3 +262,46 @@ def test_repository_paths_that_are_not_slugs_are_not_found(site, path):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code in (400, 404)
+
+
+def test_a_push_larger_than_git_post_buffer_arrives_chunked_and_lands(site, work, tmp_path):
+    """git sends bodies over http.postBuffer (1 MiB) with chunked transfer encoding."""
+    seeded(site, work)
+    run_git("checkout", "--quiet", "-b", "big", cwd=work)
+    (work / "blob.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    head = commit(work, {"note.txt": "big\n"})
+    run_git("push", "--quiet", site.url("dev"), "big", cwd=work)
+    run_git("clone", "--quiet", "--branch", "big", site.url("viewer"), str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "blob.bin").read_bytes() == (work / "blob.bin").read_bytes()
+    assert run_git("rev-parse", "HEAD", cwd=tmp_path / "copy").stdout.strip() == head
+
+
+def test_a_push_over_git_max_push_bytes_is_refused_and_changes_nothing(tmp_path):
+    data = tmp_path / "small" / "data"
+    live = LiveAppliance(data, PRTS_GIT_MAX_PUSH_BYTES="200000").start()
+    core = Appliance(make_config(data))
+    try:
+        with core.db.session() as s:
+            org = organisations.create_organisation(s, "acme")
+            project = organisations.create_project(s, org, "web")
+            user = users.create_user(s, "maint", PASSWORD)
+            organisations.grant(s, user, project, Role.MAINTAINER)
+            token = tokens.create_token(s, user, "git", "write")[1]
+        site = Site(live, core)
+        site.tokens["maint"] = token
+        work = tmp_path / "w"
+        run_git("init", "--quiet", "--initial-branch=main", str(work))
+        (work / "blob.bin").write_bytes(os.urandom(1024 * 1024))
+        commit(work, {"a.txt": "a\n"})
+        refused = run_git("push", site.url("maint"), "main", cwd=work, check=False)
+        assert refused.returncode != 0
+        assert run_git("ls-remote", "--heads", site.url("maint"), cwd=work).stdout.strip() == ""
+        # A push under the limit still works.
+        run_git("checkout", "--quiet", "--orphan", "small", cwd=work)
+        run_git("rm", "--quiet", "--cached", "blob.bin", cwd=work)
+        (work / "blob.bin").unlink()
+        commit(work, {"a.txt": "small\n"})
+        run_git("push", "--quiet", site.url("maint"), "small:main", cwd=work)
+    finally:
+        live.stop()
+        core.close()
