@@ -151,10 +151,11 @@ def expected_signature(forge: str, secret: str, body: bytes) -> str:
 def verify_signature(forge: str, headers: Mapping[str, str], body: bytes, secret: str) -> None:
     """Raise ``DeliveryRefused(401)`` unless the delivery's signature header proves it was
     made with ``secret`` over exactly ``body`` (the raw bytes, before any parsing)."""
-    name, given = _header(headers, HEADERS[forge].signature)
+    names = HEADERS[forge].signature
+    name, given = _header(headers, names)
     if not given:
-        raise DeliveryRefused(401, f"the {name} header is missing: set the webhook's secret to the one "
-                                   "shown on the project's mirroring settings")
+        raise DeliveryRefused(401, f"the {' or '.join(names)} header is missing: set the webhook's secret to "
+                                   "the one shown on the project's mirroring settings")
     expected = expected_signature(forge, secret, body)
     # Hex digests compare case-insensitively; GitLab's token is compared exactly.
     given_bytes = _bytes(given.strip() if forge == "gitlab" else given.strip().lower())
@@ -163,9 +164,10 @@ def verify_signature(forge: str, headers: Mapping[str, str], body: bytes, secret
 
 
 def event_of(forge: str, headers: Mapping[str, str]) -> str:
-    name, value = _header(headers, HEADERS[forge].event)
+    names = HEADERS[forge].event
+    name, value = _header(headers, names)
     if not value or not value.strip():
-        raise DeliveryRefused(400, f"the {name} header is missing; it names the event delivered")
+        raise DeliveryRefused(400, f"the {' or '.join(names)} header is missing; it names the event delivered")
     value = value.strip()
     if len(value) > 50 or not value.isprintable():
         raise DeliveryRefused(400, f"the {name} header is not an event name (at most 50 printable characters)")
