@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from huey import Huey, crontab
 
 from appliance.accounts import ratelimit
+from appliance.hosting import inbound
 from appliance.models.base import utcnow
 from appliance.pipelines import artifacts, runner, schedules
 from appliance.storage import analytics
@@ -48,6 +49,10 @@ def register_tasks(huey: Huey, app) -> SimpleNamespace:
             removed = artifacts.expire(app, session, utcnow())
         log.info("expired artifacts removed", extra={"removed": removed})
 
+    @huey.task()
+    def fetch_mirror(project_id: int, delivery_row_id: int) -> None:
+        inbound.run_fetch(app, project_id, delivery_row_id)
+
     return SimpleNamespace(record_event=record_event, prune_login_attempts=prune_login_attempts, run_job=run_job,
                            reconcile_jobs=reconcile_jobs, run_schedules=run_schedules,
-                           expire_artifacts=expire_artifacts)
+                           expire_artifacts=expire_artifacts, fetch_mirror=fetch_mirror)

@@ -39,7 +39,6 @@ from appliance.models import Project
 SCHEMES = ("https", "http", "git")
 MAX_URL = 2000
 LOCK_FILE = "prts-mirror.lock"
-_DEFAULT_PORTS = {"https": 443, "http": 80, "git": 9418}
 # Git's own settings for one fetch; see the module docstring for why each is here.
 FETCH_CONFIG = (
     "protocol.allow=never",
@@ -64,7 +63,7 @@ def check_mirror_url(url: str, config: Config) -> str:
     return _approve(url, config)[0]
 
 
-def _approve(url: str, config: Config) -> tuple[str, object]:
+def _approve(url: str, config: Config) -> tuple[str, netguard.Target]:
     """The stripped URL and the ``netguard.Target`` it was approved as."""
     if not isinstance(url, str):
         raise ValidationError("mirror_url", "must be a URL")
@@ -94,9 +93,8 @@ def _approve(url: str, config: Config) -> tuple[str, object]:
     try:
         target = netguard.check_url(url, netguard.Allowlist.from_config(config), schemes=SCHEMES)
     except netguard.BlockedAddress as exc:
-        raise ValidationError("mirror_url", f"cannot be fetched: {exc}. Loopback, private, link-local and "
-                                            "cloud metadata addresses are refused unless an administrator "
-                                            "lists them in webhooks.allowed_hosts") from None
+        raise ValidationError("mirror_url", f"cannot be fetched: {exc} (loopback, private, link-local and "
+                                            "cloud metadata addresses are refused)") from None
     except ValueError as exc:  # a name that does not resolve, a malformed host
         raise ValidationError("mirror_url", f"cannot be fetched: {exc}") from None
     return url, target
@@ -109,22 +107,20 @@ def set_mirror_url(session: orm.Session, project: Project, url: str, config: Con
     session.flush()
 
 
-def _pinned_address(url: str, target) -> list[str]:
-    """``-c`` options pinning an http(s) URL's host to the address ``netguard`` approved, so
-    git cannot resolve the name a second time to another (DNS rebinding)."""
+def _pinned_address(url: str, target: netguard.Target) -> list[str]:
+    """``-c`` options pinning an http(s) URL's host name to the address ``netguard``
+    approved, so git cannot resolve the name a second time to another (DNS rebinding).
+    git:// has no such option; its host is resolved again by git."""
     parts = urllib.parse.urlsplit(url)
-    address = getattr(target, "address", None) or getattr(target, "ip", None)
-    if parts.scheme.lower() not in ("http", "https") or not address:
+    if parts.scheme.lower() not in ("http", "https"):
         return []
-    host = parts.hostname or ""
     try:
-        ipaddress.ip_address(host)
+        ipaddress.ip_address(target.host.strip("[]"))
         return []  # a literal address resolves to itself
     except ValueError:
         pass
-    port = parts.port or _DEFAULT_PORTS[parts.scheme.lower()]
-    shown = f"[{address}]" if ":" in str(address) else str(address)
-    return ["-c", f"http.curloptResolve={host}:{port}:{shown}"]
+    shown = f"[{target.address}]" if ":" in target.address else target.address
+    return ["-c", f"http.curloptResolve={target.host}:{target.port}:{shown}"]
 
 
 @contextlib.contextmanager

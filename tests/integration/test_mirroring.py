@@ -417,3 +417,16 @@ def test_the_page_escapes_what_deliveries_recorded(client, people, appliance):
     login(client, "maint")
     page = client.get(PAGE).get_data(as_text=True)
     assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_an_http_host_name_is_pinned_to_the_address_that_was_approved(tmp_path):
+    from appliance.hosting import netguard
+
+    allowed = netguard.Allowlist.parse("localhost")
+    target = netguard.check_url("https://localhost/acme/web.git", allowed, schemes=mirror.SCHEMES)
+    shown = f"[{target.address}]" if ":" in target.address else target.address
+    assert mirror._pinned_address("https://localhost/acme/web.git", target) == [
+        "-c", f"http.curloptResolve=localhost:443:{shown}"]
+    literal = netguard.check_url("http://127.0.0.1:8080/x.git", netguard.Allowlist.parse("127.0.0.1"),
+                                 schemes=mirror.SCHEMES)
+    assert mirror._pinned_address("http://127.0.0.1:8080/x.git", literal) == []
