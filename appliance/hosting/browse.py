@@ -243,6 +243,11 @@ def _commit_sha(repo: pathlib.Path, name: str) -> str | None:
     return commits[0] if commits else None
 
 
+def is_commit_id(text: str) -> bool:
+    """A full or abbreviated (4 or more hex digits) commit id, by its form alone."""
+    return bool(_HEX.fullmatch(text))
+
+
 def resolve_revision(repo: pathlib.Path, rev: str) -> str:
     """The commit a branch, tag, full or abbreviated commit id names (in that order)."""
     repos.check_ref(rev, "revision")

@@ -1,4 +1,7 @@
-"""appliance.hosting.browse against real repositories made with the git CLI."""
+"""appliance.hosting.browse against a real repository made with the git CLI: branches
+with slashes, annotated and lightweight tags, a file named like an HTML payload, a commit
+message with HTML, a binary file, a rename, a symlink, a submodule, a root commit, a
+merge commit and 120 commits of history for pagination."""
 
 from __future__ import annotations
 
@@ -8,231 +11,242 @@ from pathlib import Path
 
 import pytest
 
+from appliance import repos
 from appliance.errors import ValidationError
 from appliance.hosting import browse
 
 XSS_NAME = "<img src=x onerror=alert(1)>.txt"
 HTML_MESSAGE = "Fix <script>alert(1)</script> & more\n\nBody with <b>tags</b>."
+BINARY = bytes(range(256)) * 4
+APP = "".join(f"line {i}\n" for i in range(1, 41))
 
 
-def run(work: Path, *args: str, env: dict | None = None) -> str:
-    base = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.test",
-            "GIT_COMMITTER_NAME": "Cy", "GIT_COMMITTER_EMAIL": "cy@example.test", "GIT_CONFIG_GLOBAL": "/dev/null",
-            "HOME": "/nonexistent", **(env or {})}
-    return subprocess.run(["git", *args], cwd=work, env=base, check=True, capture_output=True,
+def run(work: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.test",
+           "GIT_COMMITTER_NAME": "Cy", "GIT_COMMITTER_EMAIL": "cy@example.test", "GIT_CONFIG_GLOBAL": "/dev/null",
+           "HOME": "/nonexistent"}
+    return subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True,
                           text=True).stdout.strip()
 
 
-def write(work: Path, files: dict[str, bytes | str]) -> None:
+def commit(work: Path, files: dict[str, bytes | str], message: str) -> str:
     for name, content in files.items():
         target = work / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content if isinstance(content, bytes) else content.encode())
-
-
-def commit(work: Path, files: dict, message: str) -> str:
-    write(work, files)
-    run(work, "add", "--all")
+    if files:  # only these: "add --all" would drop the submodule, which has no checkout here
+        run(work, "add", "--", *files)
     run(work, "commit", "--quiet", "--allow-empty", "-m", message)
     return run(work, "rev-parse", "HEAD")
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> dict:
-    """A bare repository with a root commit, a rename, a binary file, an XSS file name, an
-    HTML commit message, a branch with slashes, a merge, tags and 120 more commits."""
-    top = tmp_path_factory.mktemp("browse")
-    work = top / "work"
-    work.mkdir()
-    run(work, "init", "--quiet", "--initial-branch=main")
-    shas = {"root": commit(work, {"README.md": "# Hello\n", "src/app.py": "print('hi')\n"}, "Initial commit")}
-    run(work, "mv", "README.md", "README.txt")
-    shas["rename"] = commit(work, {"src/app.py": "print('hi')\nprint('there')\n"}, "Rename the README")
-    shas["html"] = commit(work, {XSS_NAME: "<script>alert('file')</script>\n", "logo.bin": b"\x89PNG\0\1\2\3" * 10},
-                          HTML_MESSAGE)
+def history(tmp_path_factory):
+    """The repository, and the commits the tests look at by name."""
+    base = tmp_path_factory.mktemp("browse")
+    work = base / "work"
+    run(base, "init", "--quiet", "--initial-branch=main", str(work))
+    shas = {"root": commit(work, {"README.md": "# Demo\n", "src/app.py": APP, XSS_NAME: "payload\n"}, "Initial")}
+    (work / "link").symlink_to("README.md")
+    run(work, "add", "link")
+    shas["html"] = commit(work, {"logo.bin": BINARY}, HTML_MESSAGE)
+    # A gitlink without a .gitmodules checkout: how a submodule looks in a tree.
+    run(work, "update-index", "--add", "--cacheinfo", f"160000,{shas['root']},vendor/lib")
+    run(work, "commit", "--quiet", "-m", "Add a submodule")
+    run(work, "mv", "src/app.py", "src/main.py")
+    shas["rename"] = commit(work, {"src/main.py": APP.replace("line 40\n", "line forty\n")},
+                            "Rename app.py to main.py")
+    for i in range(120):
+        run(work, "commit", "--quiet", "--allow-empty", "-m", f"Step {i}")
+    run(work, "tag", "release", shas["root"])  # a tag that is a prefix of a branch name
     run(work, "checkout", "--quiet", "-b", "release/1.0")
-    shas["release"] = commit(work, {"release.txt": "1.0\n"}, "Release notes")
+    shas["release"] = commit(work, {"CHANGES": "1.0\n"}, "Release notes")
+    run(work, "tag", "-a", "v1.0", "-m", "Version 1.0 <b>final</b>")
     run(work, "checkout", "--quiet", "main")
-    shas["main_side"] = commit(work, {"main.txt": "main\n"}, "Main side")
+    shas["main_tip"] = commit(work, {"src/main.py": APP.replace("line 1\n", "line one\n")}, "Change main")
     run(work, "merge", "--quiet", "--no-ff", "-m", "Merge release/1.0", "release/1.0")
     shas["merge"] = run(work, "rev-parse", "HEAD")
-    run(work, "tag", "v-light")
-    run(work, "tag", "-a", "v1.0", "-m", "Version <1.0>", shas["release"])
-    run(work, "branch", "feature/x", shas["rename"])
-    run(work, "tag", "feature", shas["root"])  # a tag that is a prefix of a branch name
-    for i in range(120):
-        commit(work, {"counter.txt": f"{i}\n"}, f"Count {i}")
-    shas["tip"] = run(work, "rev-parse", "HEAD")
-    bare = top / "repo.git"
-    run(top, "clone", "--quiet", "--bare", str(work), str(bare))
-    run(top, f"--git-dir={bare}", "symbolic-ref", "HEAD", "refs/heads/main")
-    return {"path": bare, **shas}
+    repo = base / "repo.git"
+    run(base, "clone", "--quiet", "--bare", str(work), str(repo))
+    return repo, shas
 
 
-def test_branches_default_first_and_tags_of_both_kinds(repo):
-    found = browse.branches(repo["path"])
-    assert [b.name for b in found][0] == "main" and found[0].default
-    assert {b.name for b in found} == {"main", "release/1.0", "feature/x"}
-    release = next(b for b in found if b.name == "release/1.0")
-    assert release.sha == repo["release"] and release.subject == "Release notes" and not release.default
-    assert browse.branches(repo["path"], default="feature/x")[0].name == "feature/x"
-
-    tags = {t.name: t for t in browse.tags(repo["path"])}
-    assert set(tags) == {"v-light", "v1.0", "feature"}
-    assert tags["v1.0"].annotated and tags["v1.0"].sha == repo["release"] and tags["v1.0"].subject == "Version <1.0>"
-    assert not tags["v-light"].annotated and tags["v-light"].sha == repo["merge"]
+def test_branches_put_the_default_first_and_name_their_last_commit(history):
+    repo, shas = history
+    found = browse.branches(repo)
+    assert [b.name for b in found] == ["main", "release/1.0"]
+    assert found[0].is_default and not found[1].is_default
+    assert (found[0].sha, found[0].subject) == (shas["merge"], "Merge release/1.0")
+    assert (found[1].sha, found[1].subject) == (shas["release"], "Release notes")
+    assert found[0].date.tzinfo is not None
 
 
-def test_revisions_resolve_by_branch_tag_and_sha(repo):
-    path = repo["path"]
-    assert browse.resolve_revision(path, "release/1.0") == browse.Revision("release/1.0", repo["release"], "branch")
-    assert browse.resolve_revision(path, "v1.0").sha == repo["release"]  # the annotated tag peeled to its commit
-    assert browse.resolve_revision(path, "v1.0").kind == "tag"
-    assert browse.resolve_revision(path, repo["root"]).kind == "commit"
-    assert browse.resolve_revision(path, repo["root"][:7]).sha == repo["root"]
-    with pytest.raises(browse.NotInRepository):
-        browse.resolve_revision(path, "nope")
-    with pytest.raises(browse.NotInRepository):
-        browse.resolve_revision(path, "0000000")
-    for bad in ("..", "main..v1.0", "-rf", "--output=x", "a\x00b", "main@{1}", "refs/heads/main"):
+def test_tags_are_annotated_or_lightweight_and_point_at_commits(history):
+    repo, shas = history
+    found = {t.name: t for t in browse.tags(repo)}
+    assert set(found) == {"release", "v1.0"}
+    assert found["v1.0"].annotated and found["v1.0"].sha == shas["release"]
+    assert found["v1.0"].subject == "Version 1.0 <b>final</b>"
+    assert not found["release"].annotated and found["release"].sha == shas["root"]
+    assert found["release"].subject == "Initial"
+
+
+def test_revisions_resolve_from_branches_tags_and_full_or_short_ids(history):
+    repo, shas = history
+    assert browse.resolve_revision(repo, "release/1.0") == shas["release"]
+    assert browse.resolve_revision(repo, "v1.0") == shas["release"]
+    assert browse.resolve_revision(repo, shas["html"]) == shas["html"]
+    assert browse.resolve_revision(repo, shas["html"][:7]) == shas["html"]
+    with pytest.raises(repos.UnknownRef, match="no branch, tag or commit named 'nope'"):
+        browse.resolve_revision(repo, "nope")
+    with pytest.raises(repos.UnknownRef):
+        browse.resolve_revision(repo, "0000000")
+    for bad in ("main..v1.0", "-rf", "a\x00b", "HEAD@{1}", "main~1"):
         with pytest.raises(ValidationError):
-            browse.resolve_revision(path, bad)
+            browse.resolve_revision(repo, bad)
 
 
-def test_revision_and_path_split_by_the_longest_existing_name(repo):
-    path = repo["path"]
-    revision, rest = browse.split_revision_path(path, "release/1.0/release.txt")
-    assert (revision.name, revision.sha, rest) == ("release/1.0", repo["release"], "release.txt")
-    revision, rest = browse.split_revision_path(path, "feature/x/src/app.py")  # not the tag "feature"
-    assert (revision.name, rest) == ("feature/x", "src/app.py")
-    revision, rest = browse.split_revision_path(path, "feature/README.md")  # the tag, the root commit's file
-    assert (revision.kind, revision.sha, rest) == ("tag", repo["root"], "README.md")
-    revision, rest = browse.split_revision_path(path, f"{repo['rename'][:10]}/src")
-    assert (revision.sha, rest) == (repo["rename"], "src")
-    assert browse.split_revision_path(path, "main")[1] == ""
-    with pytest.raises(browse.NotInRepository):
-        browse.split_revision_path(path, "ghost/src/app.py")
-    for bad in ("main/../etc/passwd", "main/src/\x00", "-x/src", "../main", "main/-rf", ""):
+def test_a_url_path_splits_at_the_longest_branch_or_tag(history):
+    repo, shas = history
+    # "release" is a tag and "release/1.0" a branch: the longer name wins.
+    assert browse.locate(repo, "release/1.0/CHANGES") == browse.Location("release/1.0", shas["release"], "CHANGES")
+    assert browse.locate(repo, "release/README.md") == browse.Location("release", shas["root"], "README.md")
+    assert browse.locate(repo, "main") == browse.Location("main", shas["merge"], "")
+    assert browse.locate(repo, f"{shas['root'][:10]}/src/app.py") == \
+        browse.Location(shas["root"][:10], shas["root"], "src/app.py")
+    with pytest.raises(repos.UnknownRef):
+        browse.locate(repo, "nobranch/file")
+    for bad in ("main/../etc/passwd", "../main", "main/a\x00b", "-rf/x", "main//x", "main/./x"):
         with pytest.raises(ValidationError):
-            browse.split_revision_path(path, bad)
+            browse.locate(repo, bad)
 
 
-def test_log_pages_through_120_commits(repo):
-    path, seen = repo["path"], []
-    page = browse.log(path, repo["tip"], limit=50)
-    assert page.commits[0].subject == "Count 119" and page.has_more
+def test_the_log_pages_through_history_and_says_when_more_remain(history):
+    repo, shas = history
+    first = browse.log(repo, "main", limit=50)
+    assert len(first.commits) == 50 and first.has_more
+    assert [c.sha for c in first.commits[:2]] == [shas["merge"], shas["main_tip"]]
+    seen = [c.sha for c in first.commits]
+    skip = 50
     while True:
-        seen += page.commits
+        page = browse.log(repo, "main", skip=skip, limit=50)
+        seen += [c.sha for c in page.commits]
+        skip += 50
         if not page.has_more:
             break
-        page = browse.log(path, repo["tip"], skip=page.skip + page.limit, limit=50)
-    # 120 counters, the merge, both sides, the HTML commit, the rename and the root.
-    assert len(seen) == 126 and len({c.sha for c in seen}) == 126
-    assert seen[-1].sha == repo["root"] and seen[-1].parents == ()
-    assert len(browse.log(path, repo["tip"], skip=100, limit=50).commits) == 26
-
-    only_app = browse.log(path, repo["tip"], path="src/app.py")
-    assert [c.sha for c in only_app.commits] == [repo["rename"], repo["root"]] and not only_app.has_more
-    assert browse.log(path, repo["tip"], path="src/*").commits == []  # a path, never a glob
+    # 4 before the steps, 120 steps, the tip, release notes and the merge.
+    assert len(seen) == len(set(seen)) == 127
+    assert seen[-1] == shas["root"]
+    assert browse.log(repo, "main", skip=127).commits == []
+    touching = browse.log(repo, "main", path="src/main.py")
+    assert [c.sha for c in touching.commits] == [shas["main_tip"], shas["rename"]] and not touching.has_more
 
 
-def test_commit_details_keep_html_as_text(repo):
-    info = browse.commit(repo["path"], repo["html"])
-    assert info.subject == "Fix <script>alert(1)</script> & more"
-    assert info.body == "Body with <b>tags</b>."
-    assert (info.author_name, info.author_email, info.committer_name) == ("Ada", "ada@example.test", "Cy")
-    assert info.parents == (repo["rename"],)
-    assert browse.commit(repo["path"], repo["merge"]).parents == (repo["main_side"], repo["release"])
+def test_a_commit_carries_parents_people_dates_and_its_whole_message(history):
+    repo, shas = history
+    c = browse.commit(repo, shas["html"])
+    assert c.message == HTML_MESSAGE and c.subject == "Fix <script>alert(1)</script> & more"
+    assert c.body == "Body with <b>tags</b>."
+    assert c.parents == (shas["root"],)
+    assert (c.author_name, c.author_email, c.committer_name, c.committer_email) == \
+        ("Ada", "ada@example.test", "Cy", "cy@example.test")
+    assert browse.commit(repo, shas["root"]).parents == ()
+    assert browse.commit(repo, shas["merge"]).parents == (shas["main_tip"], shas["release"])
+
+
+def test_a_tree_lists_directories_first_with_sizes_symlinks_and_submodules(history):
+    repo, shas = history
+    entries = browse.tree(repo, "main")
+    assert [(e.name, e.kind) for e in entries] == [
+        ("src", "tree"), ("vendor", "tree"), (XSS_NAME, "blob"), ("CHANGES", "blob"), ("README.md", "blob"),
+        ("link", "symlink"), ("logo.bin", "blob")]  # by bytes, as git sorts: '<' before 'C' before 'l'
+    sizes = {e.name: e.size for e in entries}
+    assert sizes["logo.bin"] == len(BINARY) and sizes["src"] is None
+    (sub,) = browse.tree(repo, "main", "vendor")
+    assert (sub.kind, sub.path, sub.sha) == ("submodule", "vendor/lib", shas["root"])
+    assert [e.path for e in browse.tree(repo, shas["root"], "src")] == ["src/app.py"]
+    with pytest.raises(browse.NotADirectory):
+        browse.tree(repo, "main", "README.md")
+    with pytest.raises(browse.NotADirectory):
+        browse.tree(repo, "main", "missing")
     with pytest.raises(ValidationError):
-        browse.commit(repo["path"], "HEAD")
+        browse.tree(repo, "main", "src/../..")
 
 
-def test_tree_lists_directories_first_with_sizes(repo):
-    entries = browse.tree(repo["path"], repo["merge"])
-    assert [e.name for e in entries][0] == "src"
-    by_name = {e.name: e for e in entries}
-    assert by_name[XSS_NAME].kind == "blob" and by_name["logo.bin"].size == 80
-    assert [e.path for e in browse.tree(repo["path"], repo["merge"], "src")] == ["src/app.py"]
-    with pytest.raises(browse.NotInRepository):
-        browse.tree(repo["path"], repo["merge"], "src/app.py")  # a file, not a directory
-    with pytest.raises(ValidationError):
-        browse.tree(repo["path"], repo["merge"], "src/../..")
+def test_files_are_read_with_binary_detection_and_a_size_cap(history):
+    repo, shas = history
+    readme = browse.blob(repo, "main", "README.md")
+    assert (readme.text, readme.binary, readme.truncated) == ("# Demo\n", False, False)
+    assert browse.blob(repo, "main", XSS_NAME).text == "payload\n"
+    logo = browse.blob(repo, "main", "logo.bin")
+    assert logo.binary and logo.data == BINARY
+    big = browse.blob(repo, "main", "src/main.py", max_bytes=10)
+    assert big.truncated and big.data == b"" and big.size == len(APP.replace("line 1\n", "line one\n")) \
+        and not big.binary
+    assert browse.blob(repo, "main", "logo.bin", max_bytes=10).binary
+    assert browse.blob(repo, "main", "link").text == "README.md"  # a symlink's blob is its target
+    for path in ("src", "vendor/lib", "missing.txt"):
+        with pytest.raises(browse.NotAFile):
+            browse.blob(repo, "main", path)
+    for bad in ("-x", "/etc/passwd", "a/../b", "a\nb"):
+        with pytest.raises(ValidationError):
+            browse.blob(repo, "main", bad)
+    size, chunks = browse.stream_blob(repo, "main", "logo.bin", chunk=100)
+    assert size == len(BINARY) and b"".join(chunks) == BINARY
+    assert [browse.blob_kind(repo, "main", p) for p in ("", "src", "vendor/lib", "link", "README.md", "nope")] == \
+        ["tree", "tree", "submodule", "symlink", "blob", None]
 
 
-def test_submodules_and_symlinks_are_named_as_such(tmp_path):
-    work = tmp_path / "w"
-    work.mkdir()
-    run(work, "init", "--quiet", "--initial-branch=main")
-    sha = commit(work, {"a.txt": "a"}, "a")
-    # A gitlink entry as a submodule adds it, without fetching anything.
-    run(work, "update-index", "--add", "--cacheinfo", f"160000,{sha},vendor/lib")
-    (work / "link").symlink_to("a.txt")
-    run(work, "add", "link")
-    run(work, "commit", "--quiet", "-m", "submodule and link")  # no "add --all": vendor/lib is not checked out
-    tip = run(work, "rev-parse", "HEAD")
-    kinds = {e.path: e.kind for e in browse.tree(work / ".git", tip)}
-    assert kinds == {"vendor": "tree", "a.txt": "blob", "link": "symlink"}
-    assert [(e.kind, e.sha) for e in browse.tree(work / ".git", tip, "vendor")] == [("submodule", sha)]
+def test_a_root_commit_diffs_against_the_empty_tree(history):
+    repo, shas = history
+    d = browse.diff(repo, shas["root"])
+    assert d.base is None and not d.truncated
+    assert {(f.status, f.new_path, f.additions) for f in d.files} == {
+        ("A", "README.md", 1), ("A", "src/app.py", 40), ("A", XSS_NAME, 1)}
+    app = next(f for f in d.files if f.new_path == "src/app.py")
+    (hunk,) = app.hunks
+    assert hunk.header == "@@ -0,0 +1,40 @@"
+    assert hunk.lines[0] == browse.DiffLine("+", None, 1, "line 1")
+    assert hunk.lines[-1] == browse.DiffLine("+", None, 40, "line 40")
 
 
-def test_blob_detects_binary_and_truncates(repo):
-    text = browse.blob(repo["path"], repo["html"], XSS_NAME)
-    assert text.text == "<script>alert('file')</script>\n" and not text.binary and not text.truncated
-    binary = browse.blob(repo["path"], repo["html"], "logo.bin")
-    assert binary.binary and binary.size == 80
-    cut = browse.blob(repo["path"], repo["rename"], "src/app.py", max_bytes=5)
-    assert cut.truncated and cut.data == b"print" and cut.size == len("print('hi')\nprint('there')\n")
-    assert b"".join(browse.stream_blob(repo["path"], repo["html"], "logo.bin", chunk=7)) == b"\x89PNG\0\1\2\3" * 10
-    with pytest.raises(browse.NotInRepository):
-        browse.blob(repo["path"], repo["root"], "README.txt")  # renamed later
-    with pytest.raises(browse.NotInRepository):
-        browse.blob(repo["path"], repo["root"], "src")  # a directory
+def test_renames_binary_files_and_line_numbers(history):
+    repo, shas = history
+    (renamed,) = browse.diff(repo, shas["rename"]).files
+    assert (renamed.status, renamed.old_path, renamed.new_path) == ("R", "src/app.py", "src/main.py")
+    assert (renamed.additions, renamed.deletions) == (1, 1)
+    lines = [l for h in renamed.hunks for l in h.lines]
+    assert browse.DiffLine("-", 40, None, "line 40") in lines
+    assert browse.DiffLine("+", None, 40, "line forty") in lines
+    assert browse.DiffLine(" ", 39, 39, "line 39") in lines
+    link, logo = browse.diff(repo, shas["html"]).files
+    assert (link.status, link.new_path, link.hunks[0].lines) == ("A", "link", [
+        browse.DiffLine("+", None, 1, "README.md"), browse.DiffLine("\\", None, None, "No newline at end of file")])
+    assert (logo.status, logo.new_path, logo.binary, logo.hunks) == ("A", "logo.bin", True, [])
 
 
-def test_root_commit_diffs_against_the_empty_tree(repo):
-    result = browse.diff(repo["path"], repo["root"])
-    assert result.base is None and not result.truncated
-    assert [(f.status, f.old_path, f.new_path, f.additions, f.deletions) for f in result.files] == [
-        ("added", None, "README.md", 1, 0), ("added", None, "src/app.py", 1, 0)]
-    line = result.files[1].hunks[0].lines[0]
-    assert (line.kind, line.old, line.new, line.text) == ("add", None, 1, "print('hi')")
+def test_a_merge_commit_shows_what_it_brought_in_against_its_first_parent(history):
+    repo, shas = history
+    d = browse.diff(repo, shas["merge"])
+    assert d.base == shas["main_tip"]
+    assert [(f.status, f.path) for f in d.files] == [("A", "CHANGES")]
 
 
-def test_rename_modification_and_binary_in_a_diff(repo):
-    result = browse.diff(repo["path"], repo["rename"])
-    files = {f.path: f for f in result.files}
-    renamed = files["README.txt"]
-    assert (renamed.status, renamed.old_path, renamed.similarity) == ("renamed", "README.md", 100)
-    modified = files["src/app.py"]
-    assert (modified.additions, modified.deletions) == (1, 0)
-    assert [(x.kind, x.old, x.new) for x in modified.hunks[0].lines] == [("context", 1, 1), ("add", None, 2)]
-
-    files = {f.path: f for f in browse.diff(repo["path"], repo["html"]).files}
-    assert files["logo.bin"].binary and files["logo.bin"].additions is None and not files["logo.bin"].hunks
-    assert files[XSS_NAME].hunks[0].lines[0].text == "<script>alert('file')</script>"
-
-
-def test_merge_diffs_against_its_first_parent(repo):
-    result = browse.diff(repo["path"], repo["merge"])
-    assert result.base == repo["main_side"]
-    assert [f.path for f in result.files] == ["release.txt"]
-
-
-def test_diff_caps_files_and_lines(repo):
-    capped = browse.diff(repo["path"], repo["html"], max_files=1)
-    assert capped.truncated and capped.total_files == 2 and len(capped.files) == 1
-    short = browse.diff(repo["path"], repo["rename"], max_lines=1)
+def test_caps_on_files_and_lines_mark_the_diff_truncated(history):
+    repo, shas = history
+    few = browse.diff(repo, shas["root"], max_files=1)
+    assert few.truncated and few.total_files == 3 and len(few.files) == 1
+    short = browse.diff(repo, shas["root"], max_lines=5)
     assert short.truncated
-    shown = sum(len(h.lines) for f in short.files for h in f.hunks)
-    assert shown == 1 and any(f.truncated for f in short.files)
-    cut = browse.diff(repo["path"], repo["rename"], max_bytes=40)
-    assert cut.truncated
+    cut = {f.path: f for f in short.files}
+    assert cut["src/app.py"].truncated and cut["src/app.py"].hunks == []
+    assert not cut["README.md"].truncated and cut["README.md"].hunks
+    tiny = browse.diff(repo, shas["root"], max_bytes=200)
+    assert tiny.truncated and any(f.truncated for f in tiny.files)
 
 
-def test_empty_repository(tmp_path):
-    bare = tmp_path / "empty.git"
-    run(tmp_path, "init", "--quiet", "--bare", "--initial-branch=trunk", str(bare))
-    assert browse.is_empty(bare) and browse.head_branch(bare) == "trunk"
-    assert browse.branches(bare) == [] and browse.tags(bare) == []
-    with pytest.raises(browse.NotInRepository):
-        browse.split_revision_path(bare, "trunk")
+def test_an_empty_repository_is_empty(tmp_path):
+    repo = tmp_path / "empty.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(repo)], check=True)
+    assert browse.is_empty(repo) and browse.branches(repo) == [] and browse.tags(repo) == []
+    assert browse.is_empty(tmp_path / "missing.git")
