@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from _gitrepo import GIT_ENV, GitFailed, build_history, run_git  # noqa: E402
+from _gitrepo import GIT_ENV, build_history, run_git  # noqa: E402
 from appliance import repos  # noqa: E402
 from appliance.accounts import organisations, tokens, users  # noqa: E402
 from appliance.config import load  # noqa: E402
@@ -302,7 +302,8 @@ def main() -> None:
                 push(s, args, Path(tmp_name))
             if args.what in ("both", "clone"):
                 clone(s, args, Path(tmp_name))
-    except (MeasurementFailed, GitFailed, TimeoutError, RuntimeError) as exc:
+    # MeasurementFailed and GitFailed are RuntimeErrors, as is prts up failing to start.
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
         sys.exit(f"git hosting benchmark: no figure: {exc}")
 
 
