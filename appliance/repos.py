@@ -83,13 +83,21 @@ def is_ancestor(repo: pathlib.Path, ancestor: str, commit: str) -> bool:
     return done.returncode == 0
 
 
-HOOKS = ("pre-receive", "post-receive")
-_HOOK_SCRIPT = """#!/bin/sh
-# Installed by PRTS. A push through the appliance is checked before any ref moves and recorded
-# after, to start pipelines (appliance/hosting/githook.py); elsewhere this does nothing.
+# pre-receive checks a push through the appliance before any ref moves
+# (appliance/hosting/githook.py); post-receive records the updates that landed, for the web
+# process to start pipelines from; elsewhere (a push on the file system) both do nothing.
+HOOKS = {
+    "pre-receive": """#!/bin/sh
+# Installed by PRTS: checks a push through the appliance (appliance/hosting/githook.py).
 [ -n "$PRTS_HOOK_PYTHON" ] || exit 0
-exec "$PRTS_HOOK_PYTHON" -m appliance.hosting.githook {hook}
-"""
+exec "$PRTS_HOOK_PYTHON" -m appliance.hosting.githook pre-receive
+""",
+    "post-receive": """#!/bin/sh
+# Installed by PRTS: records the ref updates of a push through the appliance.
+[ -n "$PRTS_PUSH_RECORD" ] || exit 0
+exec cat >> "$PRTS_PUSH_RECORD"
+""",
+}
 # Settings of every hosted repository: objects are checked as they arrive (a malformed
 # object is refused, not stored), and git's own leftovers never run a hook of their own.
 _REPOSITORY_CONFIG = (("receive.fsckObjects", "true"), ("core.logAllRefUpdates", "true"),
@@ -100,9 +108,8 @@ def install_hooks(path: pathlib.Path) -> None:
     """Write the appliance's hooks into a repository (idempotent; cheap when up to date)."""
     hooks = path / "hooks"
     hooks.mkdir(exist_ok=True)
-    for hook in HOOKS:
+    for hook, script in HOOKS.items():
         target = hooks / hook
-        script = _HOOK_SCRIPT.format(hook=hook)
         if not target.exists() or target.read_text() != script:
             tmp = hooks / f".{hook}.tmp"
             tmp.write_text(script)

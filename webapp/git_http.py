@@ -90,6 +90,9 @@ def _serve(org: str, name: str, path_info: str):
             return _text(403, f"This token has the {token.scope} scope; pushing needs a write token.")
         if push and not policy.can(s, user, "repository.push", project):
             return _text(403, f"You may read {project.path} but not push to it: pushing needs the Developer role.")
+        if push and project.mirror_url:
+            # The next fetch of the mirror would overwrite the pushed refs (it prunes and forces).
+            return _text(403, f"{project.path} mirrors {project.mirror_url}; push there instead.")
         project_id, project_path, default_branch = project.id, project.path, project.default_branch
         patterns = protection.patterns(s, project) if push else ()
         may_push_protected = push and policy.can(s, user, "repository.push_protected", project)

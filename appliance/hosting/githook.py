@@ -1,18 +1,16 @@
-"""git's server-side hooks for pushes over HTTP: ``python -I -m appliance.hosting.githook <hook>``.
+"""git's pre-receive hook for pushes over HTTP: ``python -m appliance.hosting.githook pre-receive``.
 
 ``git http-backend`` runs ``git receive-pack``, which runs the hook scripts that
-``repos.install_hooks`` placed in each repository; they exec this module when the web
-process set ``PRTS_HOOK_PYTHON`` (a push through the appliance), and do nothing otherwise
-(an administrator pushing on the server's file system).
+``repos.install_hooks`` placed in each repository; pre-receive execs this module when the
+web process set ``PRTS_HOOK_PYTHON`` (a push through the appliance), and does nothing
+otherwise (an administrator pushing on the server's file system).
 
-- ``pre-receive`` reads the ``<old> <new> <ref>`` lines, refuses the whole push when any
-  update breaks the rules (``refupdates.refusal``) and says why on stderr, which git shows
-  the pusher as ``remote: ...``. The rules arrive from the web process in the environment:
-  ``PRTS_PROTECTED_BRANCHES`` (JSON list of patterns) and ``PRTS_MAY_PUSH_PROTECTED``.
-  The new objects are still in git's quarantine here; ``git merge-base`` sees them through
-  the environment git set up, which is why it runs with this process's environment.
-- ``post-receive`` copies the lines of the updates that landed to ``PRTS_PUSH_RECORD``, a
-  file the web process reads once ``git http-backend`` has finished, to start pipelines.
+It reads the ``<old> <new> <ref>`` lines and refuses the whole push when any update breaks
+the rules (``refupdates.refusal``), saying why on stderr, which git shows the pusher as
+``remote: ...``. The rules arrive from the web process in the environment:
+``PRTS_PROTECTED_BRANCHES`` (JSON list of patterns) and ``PRTS_MAY_PUSH_PROTECTED``. The
+new objects are still in git's quarantine here; ``git merge-base`` sees them through the
+environment git set up, which is why it runs with this process's environment.
 """
 
 from __future__ import annotations
@@ -49,12 +47,6 @@ def main(argv: list[str]) -> int:
         for problem in problems:
             print(f"PRTS refused the push: {problem}", file=sys.stderr)
         return 1 if problems else 0
-    if hook == "post-receive":
-        record = os.environ.get("PRTS_PUSH_RECORD")
-        if record:
-            with open(record, "a", encoding="utf-8") as fh:
-                fh.write(lines)
-        return 0
     print(f"unknown hook {hook!r}", file=sys.stderr)
     return 2
 

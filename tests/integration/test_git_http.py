@@ -305,3 +305,19 @@ def test_a_push_over_git_max_push_bytes_is_refused_and_changes_nothing(tmp_path)
     finally:
         live.stop()
         core.close()
+
+
+def test_a_mirrored_project_refuses_pushes_but_serves_clones(site, work, tmp_path):
+    seeded(site, work)
+    with site.core.db.session() as s:
+        project = organisations.get_project(s, "acme/web")
+        project.mirror_url = "https://example.test/acme/web.git"
+    try:
+        run_git("checkout", "--quiet", "-b", "to-mirror", cwd=work)
+        commit(work, {"m.txt": "m\n"})
+        refused = run_git("push", site.url("maint"), "to-mirror", cwd=work, check=False)
+        assert refused.returncode != 0 and "push there instead" in refused.stderr
+        run_git("clone", "--quiet", site.url("viewer"), str(tmp_path / "clone"))
+    finally:
+        with site.core.db.session() as s:
+            organisations.get_project(s, "acme/web").mirror_url = ""
