@@ -13,10 +13,12 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import unicodedata
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from appliance.accounts import policy
 from appliance.errors import NotFound, ValidationError
 from appliance.models import ApiToken, Project, User
 from appliance.models.api_token import SCOPES
@@ -47,15 +49,23 @@ def create_token(session: orm.Session, user: User, name: str, scope: str, *, pro
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise ValidationError("name", "must be 1 to 100 characters")
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        # Names are printed by `prts token list`; a control character could rewrite the terminal.
+        raise ValidationError("name", "must not contain control characters")
     if scope not in SCOPES:
         raise ValidationError("scope", f"{scope!r} is not a scope (expected one of {', '.join(SCOPES)})")
     if minted_by_scope is not None and not scope_allows(minted_by_scope, scope):
         raise ValidationError("scope", f"a {minted_by_scope} token cannot create a {scope} token")
     if scope == "admin" and not user.is_admin:
         raise ValidationError("scope", "only site administrators may hold admin tokens")
+    # A token bound to a project its owner cannot read would be refused everywhere; the same
+    # words for "hidden" and "missing" keep the message from confirming a private project.
+    if project is not None and not policy.can(session, user, "repository.read", project):
+        raise ValidationError("project", f"{user.username} cannot see a project named {project.path}")
     expires_at = None
     if expires_in_days is not None:
-        if not 1 <= expires_in_days <= MAX_DAYS:
+        if isinstance(expires_in_days, bool) or not isinstance(expires_in_days, int) \
+                or not 1 <= expires_in_days <= MAX_DAYS:
             raise ValidationError("expires", f"must be between 1 and {MAX_DAYS} days")
         expires_at = utcnow() + dt.timedelta(days=expires_in_days)
     text = PREFIX + secrets.token_urlsafe(30)[:40]
@@ -71,8 +81,12 @@ def user_tokens(session: orm.Session, user: User) -> list[ApiToken]:
                                 .order_by(ApiToken.created_at.desc())))
 
 
+# Ids come from URLs and the command line; SQLite cannot even compare an integer past 64 bits.
+MAX_ID = 2**63 - 1
+
+
 def revoke(session: orm.Session, user: User, token_id: int) -> ApiToken:
-    token = session.get(ApiToken, token_id)
+    token = session.get(ApiToken, token_id) if 0 < token_id <= MAX_ID else None
     if token is None or token.user_id != user.id or token.revoked_at is not None:
         raise NotFound(f"no token {token_id}")
     token.revoked_at = utcnow()
