@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from huey import Huey, crontab
 
 from appliance.accounts import ratelimit
-from appliance.hosting import inbound
+from appliance.hosting import inbound, outbound
 from appliance.models.base import utcnow
 from appliance.pipelines import artifacts, runner, schedules
 from appliance.storage import analytics
@@ -53,6 +53,16 @@ def register_tasks(huey: Huey, app) -> SimpleNamespace:
     def fetch_mirror(project_id: int, delivery_row_id: int) -> None:
         inbound.run_fetch(app, project_id, delivery_row_id)
 
+    @huey.task()
+    def deliver_webhook(delivery_id: int) -> str | None:
+        return outbound.deliver(app, delivery_id)
+
+    @huey.periodic_task(crontab(minute="*"))
+    def retry_webhooks() -> None:
+        # Retries that came due, and first attempts whose queue message was lost.
+        outbound.deliver_due(app)
+
     return SimpleNamespace(record_event=record_event, prune_login_attempts=prune_login_attempts, run_job=run_job,
                            reconcile_jobs=reconcile_jobs, run_schedules=run_schedules,
-                           expire_artifacts=expire_artifacts, fetch_mirror=fetch_mirror)
+                           expire_artifacts=expire_artifacts, fetch_mirror=fetch_mirror,
+                           deliver_webhook=deliver_webhook, retry_webhooks=retry_webhooks)

@@ -18,6 +18,7 @@ from sqlalchemy import orm
 
 from appliance import repos
 from appliance.errors import NotFound, ValidationError
+from appliance.hosting import outbound
 from appliance.models import PipelineJob, PipelineJobNeed, PipelineRun, PipelineStep, Project, Status, User
 from appliance.models.base import utcnow
 from appliance.pipelines import dispatch, dsl, planner
@@ -156,8 +157,18 @@ def announce(app, transition: dispatch.Transition | None) -> None:
             log.warning("could not enqueue job %s", job_id, exc_info=True)
     for run_id in transition.changed_runs:
         publish_status(app, "run", run_id)
+        _send_run_webhooks(app, run_id)
     for job_id in transition.changed_jobs:
         publish_status(app, "job", job_id)
+
+
+def _send_run_webhooks(app, run_id: int) -> None:
+    """The "run" webhook event when the run reached a final status; once per finish however
+    often it is announced (outbound keys the deliveries by the run's finish)."""
+    try:
+        outbound.run_finished(app, run_id)
+    except Exception:  # webhooks are best effort: never let them break the engine
+        log.warning("could not queue the run webhooks of run %s", run_id, exc_info=True)
 
 
 def publish_status(app, kind: str, ident: int) -> None:

@@ -253,3 +253,40 @@ def test_webhook_validation_names_the_problem(appliance):
             with pytest.raises(ValidationError) as info:
                 outbound.create_webhook(s, project, url, events, appliance.config)
             assert (info.value.field, words in info.value.message) == (field, True), info.value.message
+
+
+def test_a_rerun_that_finishes_again_sends_again(appliance):
+    import sqlalchemy as sa
+
+    from appliance.models import PipelineJob
+    from appliance.pipelines import runs
+
+    project_id = make_project(appliance)
+    with Receiver() as receiver:
+        webhook_id, _ = add_webhook(appliance, project_id, receiver.url, events=["run"])
+        sha = commit(appliance, project_id, {".prts/pipeline.yaml": PIPELINE})
+        run = runs.trigger(appliance, project_id, "refs/heads/main", sha, "push")
+        drain(appliance)
+        with appliance.db.session() as s:
+            job_id = s.scalar(sa.select(PipelineJob.id).where(PipelineJob.run_id == run.id))
+        runs.rerun_job(appliance, job_id)
+        drain(appliance)
+    first, second = (json.loads(r["body"])["run"] for r in receiver.requests)
+    assert first["id"] == second["id"] == run.id
+    assert first["status"] == second["status"] == "success"
+    assert first["finished_at"] != second["finished_at"]
+    rows = deliveries(appliance, webhook_id)
+    assert len(rows) == 2 and len({r.uuid for r in rows}) == 2
+
+
+def test_a_run_with_a_broken_pipeline_file_is_announced_as_failed(appliance):
+    from appliance.pipelines import runs
+
+    project_id = make_project(appliance)
+    with Receiver() as receiver:
+        add_webhook(appliance, project_id, receiver.url, events=["run"])
+        sha = commit(appliance, project_id, {".prts/pipeline.yaml": "version: [unclosed\n"})
+        run = runs.trigger(appliance, project_id, "refs/heads/main", sha, "push")
+        drain(appliance)
+    (request,) = receiver.requests
+    assert json.loads(request["body"])["run"]["status"] == "failed" == run.status
