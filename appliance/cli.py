@@ -305,3 +305,96 @@ def config_check() -> None:
 
 
 main.add_command(pipeline_commands.pipeline)
+
+
+# -- API tokens ------------------------------------------------------------------------------
+
+
+class BadInput(Fail):
+    """Bad input to a token command: exit code 2, like a usage error, so scripts can tell it
+    from a backend failure (1)."""
+
+    exit_code = 2
+
+
+def _run_token_service(fn):
+    try:
+        return _run_service(fn)
+    except Fail as exc:
+        raise BadInput(exc.message) from None
+
+
+@main.group()
+def token() -> None:
+    """Manage users' API tokens (for git over HTTP and the API)."""
+
+
+@token.command("create")
+@click.argument("username", metavar="USER")
+@click.option("--scope", required=True, help="read, write or admin (admin: site administrators only).")
+@click.option("--project", "project_path", default=None, metavar="ORG/NAME", help="Restrict the token to one project.")
+@click.option("--expires", "expires_days", default=None, metavar="DAYS",
+              help="Days until the token stops working (1 to 3650); without it the token never expires.")
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+def token_create(username: str, scope: str, project_path: str | None, expires_days: str | None, name: str) -> None:
+    """Create a token for USER and print it, once, alone on standard output."""
+    from appliance.accounts import organisations, tokens, users
+
+    days = None
+    if expires_days is not None:
+        try:
+            days = int(expires_days)
+        except ValueError:
+            raise BadInput(f"--expires {expires_days!r}: expected a whole number of days") from None
+
+    def create(s):
+        owner = users.get_user(s, username)
+        project = organisations.get_project(s, project_path) if project_path is not None else None
+        row, text = tokens.create_token(s, owner, name, scope, project=project, expires_in_days=days)
+        return row.id, owner.username, text
+
+    token_id, owner, text = _run_token_service(create)
+    click.echo(text)
+    limits = f" for {project_path}" if project_path else ""
+    until = f", expires in {days} day{'s' if days != 1 else ''}" if days else ", never expires"
+    click.echo(f"created token {token_id} ({scope}{limits}{until}) for {owner}; "
+               "it is shown only now and cannot be read back", err=True)
+
+
+def _minute(t) -> str:
+    return t.strftime("%Y-%m-%dT%H:%MZ") if t else "-"
+
+
+@token.command("list")
+@click.argument("username", metavar="USER")
+def token_list(username: str) -> None:
+    """List USER's active tokens (never the tokens themselves)."""
+    from appliance.accounts import tokens, users
+    from appliance.models import Project
+
+    def listing(s):
+        owner = users.get_user(s, username)
+        lines = []
+        for row in tokens.user_tokens(s, owner):
+            project = s.get(Project, row.project_id) if row.project_id else None
+            lines.append("\t".join([str(row.id), row.prefix + "...", row.scope, project.path if project else "*",
+                                    _minute(row.created_at), _minute(row.expires_at), _minute(row.last_used_at),
+                                    # A name is one line of printable text in the table, whatever was stored.
+                                    "".join(c if c.isprintable() else "?" for c in row.name)]))
+        return lines
+
+    lines = _run_token_service(listing)
+    click.echo("\t".join(["ID", "TOKEN", "SCOPE", "PROJECT", "CREATED", "EXPIRES", "LAST_USED", "NAME"]))
+    for line in lines:
+        click.echo(line)
+
+
+@token.command("revoke")
+@click.argument("username", metavar="USER")
+@click.argument("token_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
+def token_revoke(username: str, token_id: int) -> None:
+    """Revoke USER's token ID; it stops working at once."""
+    from appliance.accounts import tokens, users
+
+    name = _run_token_service(lambda s: tokens.revoke(s, users.get_user(s, username), token_id).name)
+    click.echo(f"revoked token {token_id} ({name}) of {username}")
