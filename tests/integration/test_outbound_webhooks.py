@@ -290,3 +290,19 @@ def test_a_run_with_a_broken_pipeline_file_is_announced_as_failed(appliance):
         drain(appliance)
     (request,) = receiver.requests
     assert json.loads(request["body"])["run"]["status"] == "failed" == run.status
+
+
+def test_the_secret_and_signature_never_reach_the_log(appliance, caplog):
+    import logging
+
+    project_id = make_project(appliance)
+    caplog.set_level(logging.DEBUG)
+    with Receiver(script=[(500, {}, b"no"), (200, {}, b"ok")]) as receiver:
+        webhook_id, secret = add_webhook(appliance, project_id, receiver.url)
+        outbound.enqueue_event(appliance, project_id, "deployment", {"event": "deployment"})
+        settle(appliance, webhook_id)
+    signatures = {r["headers"]["X-PRTS-Signature-256"] for r in receiver.requests}
+    assert len(receiver.requests) == 2 and caplog.records  # the attempts were logged
+    logged = caplog.text + "".join(repr(getattr(r, "__dict__", {})) for r in caplog.records)
+    for value in (secret, *signatures, *(s.removeprefix("sha256=") for s in signatures)):
+        assert value not in logged
