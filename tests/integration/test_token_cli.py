@@ -133,6 +133,7 @@ def test_an_admin_gets_an_admin_token_that_never_expires(data_dir):
         (["token", "create", "alice", "--scope", "read", "--expires", "3651"], "expires: must be between 1 and 3650 days"),
         (["token", "create", "alice", "--scope", "read", "--expires", "soon"], "--expires 'soon': expected a whole number of days"),
         (["token", "create", "alice", "--scope", "read", "--name", "  "], "name: must be 1 to 100 characters"),
+        (["token", "create", "alice", "--scope", "read", "--name", "ci\x1b[2J"], "name: must not contain control characters"),
         (["token", "create", "alice"], "Missing option '--scope'"),
         (["token", "list", "ghost"], "no user named 'ghost'"),
         (["token", "revoke", "ghost", "1"], "no user named 'ghost'"),
