@@ -79,9 +79,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def config(tmp_path):
+def config(tmp_path, db_values):
+    # Both databases: claims are conditional UPDATEs and run events rely on a unique key.
     return make_config(tmp_path / "data", webhooks__allowed_hosts=RECEIVER_HOST, webhooks__max_attempts=3,
-                       webhooks__timeout_seconds=5, web__public_url="https://prts.example")
+                       webhooks__timeout_seconds=5, web__public_url="https://prts.example", **db_values)
 
 
 def add_webhook(app, project_id: int, url: str, events=("run", "deployment")) -> tuple[int, str]:
@@ -306,3 +307,30 @@ def test_the_secret_and_signature_never_reach_the_log(appliance, caplog):
     logged = caplog.text + "".join(repr(getattr(r, "__dict__", {})) for r in caplog.records)
     for value in (secret, *signatures, *(s.removeprefix("sha256=") for s in signatures)):
         assert value not in logged
+
+
+def test_announcing_one_finish_from_many_workers_at_once_makes_one_delivery(appliance):
+    from appliance.pipelines import runs
+
+    project_id = make_project(appliance)
+    sha = commit(appliance, project_id, {".prts/pipeline.yaml": "version: [unclosed\n"})
+    # A broken pipeline file makes a run that is failed from the start. The webhook comes
+    # after it, so the workers below race to make the first delivery.
+    run = runs.trigger(appliance, project_id, "refs/heads/main", sha, "push")
+    assert run.status == "failed"
+    webhook_id, _ = add_webhook(appliance, project_id, f"http://{RECEIVER_HOST}:9/", events=["run"])
+    errors: list[BaseException] = []
+
+    def announce_again():
+        try:
+            outbound.run_finished(appliance, run.id)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=announce_again) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(deliveries(appliance, webhook_id)) == 1
