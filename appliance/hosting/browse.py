@@ -337,7 +337,9 @@ def log(repo: pathlib.Path, rev: str, path: str | None = None, skip: int = 0, li
     first, after skipping ``skip``; ``has_more`` when older ones remain."""
     sha = rev if repos.is_sha(rev) else resolve_revision(repo, rev)
     skip, limit = max(0, int(skip)), max(1, int(limit))
-    args = ["log", "-z", f"--format={_COMMIT_FORMAT}", f"--skip={skip}", f"--max-count={limit + 1}", sha, "--"]
+    # --literal-pathspecs: a path is a name, never a glob ("*.txt") or magic (":(exclude)x").
+    args = ["--literal-pathspecs", "log", "-z", f"--format={_COMMIT_FORMAT}", f"--skip={skip}",
+            f"--max-count={limit + 1}", sha, "--"]
     if path:
         args.append(repos.check_path(path))
     commits = _parse_commits(repos.git(repo, *args))
@@ -363,7 +365,7 @@ def _object_type(repo: pathlib.Path, sha: str, path: str) -> str | None:
 
 def _entry_mode(repo: pathlib.Path, sha: str, path: str) -> str | None:
     """The mode of ``path`` in its parent tree (a submodule or symlink is only told apart by it)."""
-    out = repos.git(repo, "ls-tree", "-z", sha, "--", repos.check_path(path))
+    out = repos.git(repo, "--literal-pathspecs", "ls-tree", "-z", sha, "--", repos.check_path(path))
     fields = _fields(out)
     return fields[0].split(" ", 1)[0] if fields else None
 
@@ -445,7 +447,7 @@ def readme(repo: pathlib.Path, sha: str, entries: list[TreeEntry], max_bytes: in
     if not names:
         return None
     found = blob(repo, sha, names[0].path, max_bytes)
-    return None if found.binary else found
+    return None if found.binary or found.truncated else found
 
 
 # -- a commit's diff -----------------------------------------------------------------------

@@ -250,3 +250,18 @@ def test_an_empty_repository_is_empty(tmp_path):
     subprocess.run(["git", "init", "--quiet", "--bare", str(repo)], check=True)
     assert browse.is_empty(repo) and browse.branches(repo) == [] and browse.tags(repo) == []
     assert browse.is_empty(tmp_path / "missing.git")
+
+
+def test_paths_are_names_never_globs_or_pathspec_magic(tmp_path):
+    work = tmp_path / "work"
+    run(tmp_path, "init", "--quiet", "--initial-branch=main", str(work))
+    plain = commit(work, {"a.txt": "a\n"}, "Add a.txt")
+    star = commit(work, {"*.txt": "star\n"}, "Add a file named *.txt")
+    repo = tmp_path / "repo.git"
+    run(tmp_path, "clone", "--quiet", "--bare", str(work), str(repo))
+    assert [c.sha for c in browse.log(repo, "main", path="*.txt").commits] == [star]
+    assert [c.sha for c in browse.log(repo, "main", path="a.txt").commits] == [plain]
+    assert browse.log(repo, "main", path=":(exclude)a.txt").commits == []
+    assert browse.blob_kind(repo, "main", "*.txt") == "blob"
+    assert browse.blob_kind(repo, "main", "?.txt") is None
+    assert browse.blob(repo, "main", "*.txt").text == "star\n"
