@@ -210,6 +210,8 @@ def default_branch(repo: pathlib.Path) -> str | None:
 
 def _ref_names(repo: pathlib.Path) -> tuple[dict[str, str], dict[str, str]]:
     """``({branch: commit}, {tag: commit})``; a tag that points at no commit is left out."""
+    if not (repo / "HEAD").exists():
+        return {}, {}  # a project's repository is made on its first push or clone
     out = repos.git(repo, "for-each-ref", "--format=%(refname)%00%(objectname)%00%(*objectname)%00",
                     "refs/heads/", "refs/tags/")
     fields = _fields(out.replace(b"\n", b""))

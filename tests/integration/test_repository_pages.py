@@ -216,6 +216,19 @@ def test_an_empty_repository_says_how_to_push(appliance, client, auth, admin):
     assert client.get("/acme/fresh/-/tree/main").status_code == 404
 
 
+def test_a_project_whose_repository_is_not_made_yet_reads_as_empty(appliance, client, auth, admin):
+    # The web form makes no repository; git makes it on the first clone or push.
+    with appliance.db.session() as s:
+        organisations.create_project(s, organisations.create_organisation(s, "solo"), "new")
+    auth.login()
+    assert "This repository is empty" in text(client.get("/solo/new/-/repository"))
+    for url in ("/solo/new/-/tree/main", "/solo/new/-/blob/main/README.md", "/solo/new/-/raw/main/README.md",
+                "/solo/new/-/commits/main", "/solo/new/-/commit/abcdef1"):
+        assert client.get(url).status_code == 404, url
+    assert client.get("/solo/new/-/branches").status_code == 200
+    assert client.get("/solo/new/-/commits").status_code == 302
+
+
 def test_the_public_url_makes_the_clone_url(tmp_path):
     """The configured public address wins over the host the request came to."""
     from appliance import migrate
