@@ -199,6 +199,22 @@ class AuthActions:
         return self.client.post("/logout", data={"csrf_token": token})
 
 
+def sign_in(client, username: str, password: str = ADMIN_PASSWORD) -> None:
+    """Sign in through the form; fails the test when the sign-in is refused."""
+    response = AuthActions(client).login(username, password)
+    assert response.status_code == 302, response.get_data(as_text=True)
+
+
+def add_member(app, project_id: int, username: str, role, password: str = ADMIN_PASSWORD) -> None:
+    """A new local account with ``role`` on the project."""
+    from appliance.accounts import organisations, users
+    from appliance.models import Project
+
+    with app.db.session() as s:
+        user = users.create_user(s, username, password)
+        organisations.grant(s, user, s.get(Project, project_id), role)
+
+
 @pytest.fixture
 def auth(client) -> AuthActions:
     return AuthActions(client)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from appliance.accounts import organisations, users
 from appliance.hosting import pushes
 from appliance.models import MergeRequest, PipelineRun, Project, Role
-from conftest import csrf_token
+from conftest import add_member, csrf_token, sign_in
 from pipelinekit import commit, make_project
 
 PASSWORD = "correct horse battery staple"
@@ -21,17 +20,6 @@ stages:
   - name: test
     jobs: [ { name: unit, steps: [ { run: "true" } ] } ]
 """
-
-
-def member(app, project_id: int, name: str, role: Role) -> None:
-    with app.db.session() as s:
-        user = users.create_user(s, name, PASSWORD)
-        organisations.grant(s, user, s.get(Project, project_id), role)
-
-
-def login(client, name: str) -> None:
-    token = csrf_token(client.get("/login").get_data(as_text=True))
-    assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": token}).status_code == 302
 
 
 def pr_runs(app, project_id: int) -> list[tuple[str, str]]:
@@ -50,8 +38,8 @@ def test_developer_opens_closes_and_reopens_and_a_merge_is_noticed(appliance, cl
     project_id = make_project(appliance)
     commit(appliance, project_id, {".prts/pipeline.yaml": PIPELINE, "a.txt": "a"})
     feature = commit(appliance, project_id, {"b.txt": "<b>b</b>"}, branch="feature")
-    member(appliance, project_id, "dev", Role.DEVELOPER)
-    login(client, "dev")
+    add_member(appliance, project_id, "dev", Role.DEVELOPER)
+    sign_in(client, "dev")
     answer = open_form(client, {"source_branch": "feature", "target_branch": "main", "title": "Add <b>b</b>"})
     assert answer.status_code == 302 and answer.headers["Location"].endswith("/acme/web/-/merge_requests/1")
     assert pr_runs(appliance, project_id) == [("pull_request", feature)]
@@ -87,8 +75,8 @@ def test_developer_opens_closes_and_reopens_and_a_merge_is_noticed(appliance, cl
 def test_a_viewer_reads_but_cannot_open(appliance, client):
     project_id = make_project(appliance)
     commit(appliance, project_id, {"a.txt": "a"})
-    member(appliance, project_id, "viewer", Role.VIEWER)
-    login(client, "viewer")
+    add_member(appliance, project_id, "viewer", Role.VIEWER)
+    sign_in(client, "viewer")
     assert client.get("/acme/web/-/merge_requests").status_code == 200
     assert client.get("/acme/web/-/merge_requests/new").status_code == 403
     assert client.get("/acme/web/-/merge_requests/7").status_code == 404

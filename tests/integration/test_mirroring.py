@@ -27,7 +27,7 @@ from appliance.accounts import organisations, users
 from appliance.errors import ValidationError
 from appliance.hosting import inbound, mirror, pushes
 from appliance.models import InboundDelivery, PipelineRun, Project, Role
-from conftest import ADMIN_PASSWORD, AuthActions, csrf_token, make_config
+from conftest import ADMIN_PASSWORD, AuthActions, csrf_token, make_config, sign_in
 from servers import free_port
 from tests.pipelinekit import drain, git, make_project
 
@@ -308,8 +308,7 @@ def people(appliance, admin, flask_app):
 
 
 def login(client, username: str) -> None:
-    response = AuthActions(client).login(username, ADMIN_PASSWORD if username == "root" else PASSWORD)
-    assert response.status_code == 302, response.get_data(as_text=True)
+    sign_in(client, username, ADMIN_PASSWORD if username == "root" else PASSWORD)
 
 
 PAGE = "/acme/web/-/settings/mirroring"

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 from appliance import repos
-from appliance.accounts import organisations, users
 from appliance.hosting import protection
 from appliance.models import Project, Role
-from conftest import csrf_token
+from conftest import add_member, csrf_token, sign_in
 from pipelinekit import commit, make_project
 
 PASSWORD = "correct horse battery staple"
-
-
-def member(app, project_id: int, name: str, role: Role) -> None:
-    with app.db.session() as s:
-        user = users.create_user(s, name, PASSWORD)
-        organisations.grant(s, user, s.get(Project, project_id), role)
-
-
-def login(client, name: str) -> None:
-    token = csrf_token(client.get("/login").get_data(as_text=True))
-    assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": token}).status_code == 302
 
 
 def patterns(app, project_id):
@@ -32,8 +20,8 @@ def test_maintainer_protects_patterns_and_moves_the_default_branch(appliance, cl
     project_id = make_project(appliance)
     commit(appliance, project_id, {"a": "a"})
     commit(appliance, project_id, {"b": "b"}, branch="trunk")
-    member(appliance, project_id, "maint", Role.MAINTAINER)
-    login(client, "maint")
+    add_member(appliance, project_id, "maint", Role.MAINTAINER)
+    sign_in(client, "maint")
     page = client.get("/acme/web/-/settings/repository")
     assert page.status_code == 200
     token = csrf_token(page.get_data(as_text=True))
@@ -63,8 +51,8 @@ def test_maintainer_protects_patterns_and_moves_the_default_branch(appliance, cl
 
 def test_developer_reads_but_cannot_change(appliance, client):
     project_id = make_project(appliance)
-    member(appliance, project_id, "dev", Role.DEVELOPER)
-    login(client, "dev")
+    add_member(appliance, project_id, "dev", Role.DEVELOPER)
+    sign_in(client, "dev")
     page = client.get("/acme/web/-/settings/repository")
     assert page.status_code == 200 and "Only Maintainers" in page.get_data(as_text=True)
     token = csrf_token(page.get_data(as_text=True))

@@ -9,16 +9,11 @@ import sqlalchemy as sa
 
 from appliance.accounts import tokens, users
 from appliance.models import ApiToken
-from conftest import ADMIN_PASSWORD, csrf_token
+from conftest import ADMIN_PASSWORD, csrf_token, sign_in
 from pipelinekit import make_project
 
 PASSWORD = "correct horse battery staple"
 TOKEN = re.compile(r"prts_[A-Za-z0-9_-]{40}")
-
-
-def login(client, name: str, password: str = PASSWORD) -> None:
-    token = csrf_token(client.get("/login").get_data(as_text=True))
-    assert client.post("/login", data={"username": name, "password": password, "csrf_token": token}).status_code == 302
 
 
 def create(client, **fields):
@@ -36,7 +31,7 @@ def rows(app) -> list[ApiToken]:
 def test_a_token_is_shown_once_and_works_with_its_owner(appliance, client):
     with appliance.db.session() as s:
         users.create_user(s, "dev", PASSWORD)
-    login(client, "dev")
+    sign_in(client, "dev")
     answer = create(client, name="ci <b>", scope="write", expires="30")
     page = answer.get_data(as_text=True)
     assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"
@@ -54,7 +49,7 @@ def test_bad_input_creates_nothing_and_says_what_was_wrong(appliance, client):
     make_project(appliance, "acme", "secret")
     with appliance.db.session() as s:
         users.create_user(s, "dev", PASSWORD)
-    login(client, "dev")
+    sign_in(client, "dev")
     cases = [
         (dict(current_password="wrong"), "is not your current password"),
         (dict(current_password=""), "is required to create a token"),
@@ -81,7 +76,7 @@ def test_only_the_owner_revokes_and_a_revoked_token_stops_working(appliance, cli
         users.create_user(s, "dev", PASSWORD)
         other = users.create_user(s, "other", PASSWORD)
         _, others = tokens.create_token(s, other, "theirs", "read")
-    login(client, "dev")
+    sign_in(client, "dev")
     text = TOKEN.search(create(client).get_data(as_text=True)).group(0)
     theirs, mine = rows(appliance)  # theirs was made first
     page = client.get("/user/tokens").get_data(as_text=True)
@@ -97,7 +92,7 @@ def test_only_the_owner_revokes_and_a_revoked_token_stops_working(appliance, cli
 
 
 def test_an_admin_may_create_an_admin_token(appliance, client, admin):
-    login(client, "root", ADMIN_PASSWORD)
+    sign_in(client, "root", ADMIN_PASSWORD)
     answer = create(client, scope="admin", current_password=ADMIN_PASSWORD)
     assert answer.status_code == 200 and TOKEN.search(answer.get_data(as_text=True))
     assert [r.scope for r in rows(appliance)] == ["admin"]

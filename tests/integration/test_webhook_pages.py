@@ -26,7 +26,7 @@ from appliance.accounts import organisations, users
 from appliance.hosting import outbound
 from appliance.models import Role, Webhook, WebhookDelivery
 from appliance.models.base import utcnow
-from conftest import ADMIN_PASSWORD, AuthActions, csrf_token, make_config
+from conftest import ADMIN_PASSWORD, AuthActions, csrf_token, make_config, sign_in
 from test_outbound_webhooks import RECEIVER_HOST, Receiver
 from tests.pipelinekit import drain
 
@@ -66,8 +66,7 @@ def site(appliance, admin, flask_app):
 
 
 def login(client, username: str) -> None:
-    response = AuthActions(client).login(username, ADMIN_PASSWORD if username == "root" else PASSWORD)
-    assert response.status_code == 302, response.get_data(as_text=True)
+    sign_in(client, username, ADMIN_PASSWORD if username == "root" else PASSWORD)
 
 
 def token(client, path: str = PAGE) -> str:
