@@ -9,11 +9,12 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from appliance.accounts import ratelimit, users
+from appliance.accounts import identity, ratelimit, users
 from appliance.errors import ValidationError
 from appliance.models import User
 from appliance.models.base import utcnow
 from webapp.extensions import login_manager
+from webapp.fresh import mark_fresh
 from webapp.forms import ChangePasswordForm, LoginForm, add_service_error
 
 bp = Blueprint("auth", __name__)
@@ -63,7 +64,7 @@ def login():
         username = form.username.data.strip()
         with app.db.session() as s:
             until = ratelimit.locked_until(s, limits, username, address)
-            user = None if until else users.authenticate(s, username, form.password.data)
+            user, method = (None, "") if until else identity.authenticate_password(app.config, s, username, form.password.data)
             if until:
                 minutes = max(1, math.ceil((until - utcnow()).total_seconds() / 60))
                 error = f"Too many failed sign-in attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
@@ -77,18 +78,26 @@ def login():
             else:
                 ratelimit.record_success(s, username)
         if user is not None:
-            session.clear()  # a fresh session at sign-in: nothing set before it survives
-            login_user(user)
-            log.info("signed in", extra={"username": user.username, "address": address})
-            app.emit_event("login", actor=user.username)
-            if user.must_change_password:
-                flash("Choose a new password to replace the one-time password.", "info")
-                return redirect(url_for("auth.change_password"))
-            return redirect(_safe_next(request.args.get("next")) or url_for("dashboard.index"))
+            return complete_login(user, method=method, next_url=request.args.get("next"))
     elif form.is_submitted():
         error = INVALID
         status = 400
     return render_template("auth/login.html", form=form, error=error), status
+
+
+def complete_login(user: User, *, method: str, next_url: str | None):
+    """Sign ``user`` in after any method proved who they are; returns the redirect.
+    Every sign-in path (password, LDAP, OIDC, OAuth) ends here."""
+    address = request.remote_addr or "unknown"
+    session.clear()  # a fresh session at sign-in: nothing set before it survives
+    login_user(user)
+    mark_fresh()
+    log.info("signed in", extra={"username": user.username, "address": address, "method": method})
+    _appliance().emit_event("login", actor=user.username)
+    if user.must_change_password:
+        flash("Choose a new password to replace the one-time password.", "info")
+        return redirect(url_for("auth.change_password"))
+    return redirect(_safe_next(next_url) or url_for("dashboard.index"))
 
 
 @bp.route("/logout", methods=["POST"])

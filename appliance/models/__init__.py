@@ -2,7 +2,9 @@
 
 from appliance.models.api_token import ApiToken
 from appliance.models.artifact import Artifact
+from appliance.models.audit_event import AuditChainHead, AuditEvent
 from appliance.models.base import Base
+from appliance.models.external_identity import ExternalIdentity
 from appliance.models.inbound_delivery import InboundDelivery
 from appliance.models.log_chunk import LogChunk
 from appliance.models.login_attempt import LoginAttempt
@@ -18,11 +20,12 @@ from appliance.models.project_variable import ProjectVariable
 from appliance.models.protected_branch import ProtectedBranch
 from appliance.models.team import Team
 from appliance.models.user import User
+from appliance.models.user_session import UserSession
 from appliance.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
-    "ApiToken", "Artifact", "Base", "InboundDelivery", "LogChunk", "LoginAttempt", "Membership", "MergeRequest",
+    "ApiToken", "Artifact", "AuditChainHead", "AuditEvent", "Base", "ExternalIdentity", "InboundDelivery", "LogChunk", "LoginAttempt", "Membership", "MergeRequest",
     "Organisation", "PipelineJob", "PipelineJobNeed", "PipelineRun", "PipelineSchedule", "PipelineStep", "Project",
-    "ProjectVariable", "ProtectedBranch", "Role", "Status", "Team", "TeamMember", "User", "Webhook",
+    "ProjectVariable", "ProtectedBranch", "Role", "Status", "Team", "TeamMember", "User", "UserSession", "Webhook",
     "WebhookDelivery",
 ]

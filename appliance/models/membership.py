@@ -33,7 +33,8 @@ class TeamMember(Base):
 
 
 class Membership(Base):
-    """A role granted to one principal (a user or a team) on one scope (an organisation or a project)."""
+    """A role granted to one principal (a user or a team) on one scope: an organisation, a
+    project, or one environment of a project (``project_id`` and ``environment`` set)."""
 
     __tablename__ = "memberships"
 
@@ -42,11 +43,14 @@ class Membership(Base):
     team_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("teams.id", ondelete="CASCADE"), index=True)
     organisation_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("organisations.id", ondelete="CASCADE"))
     project_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    # An environment's name (deployments name them: "production", "staging"); only with a project.
+    environment: orm.Mapped[str | None] = orm.mapped_column(sa.String(100))
     role: orm.Mapped[int] = orm.mapped_column(sa.Integer)
 
     __table_args__ = (
         sa.CheckConstraint("(user_id IS NULL) <> (team_id IS NULL)", name="one_principal"),
         sa.CheckConstraint("(organisation_id IS NULL) <> (project_id IS NULL)", name="one_scope"),
+        sa.CheckConstraint("environment IS NULL OR project_id IS NOT NULL", name="environment_in_project"),
         sa.CheckConstraint("role IN (10, 20, 30, 40)", name="known_role"),
         # One grant per principal and scope; COALESCE because NULLs never collide in a unique index.
         sa.Index(
@@ -55,6 +59,7 @@ class Membership(Base):
             sa.func.coalesce(team_id, 0),
             sa.func.coalesce(organisation_id, 0),
             sa.func.coalesce(project_id, 0),
+            sa.func.coalesce(environment, sa.literal_column("''")),
             unique=True,
         ),
     )

@@ -23,6 +23,12 @@ class User(Base):
     session_token: orm.Mapped[str] = orm.mapped_column(sa.String(64))
     created_at: orm.Mapped[dt.datetime] = orm.mapped_column(UTCDateTime, default=utcnow)
     last_login_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
+    # TOTP second factor: the shared secret encrypted like project secrets (AES-256-GCM),
+    # set when enrolment is confirmed; the last accepted time step refuses a replayed code.
+    totp_secret_ciphertext: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    totp_enabled_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
+    totp_last_step: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    disabled_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
 
     __table_args__ = (
         sa.Index("uq_users_username_lower", sa.func.lower(username), unique=True),

@@ -1,0 +1,11 @@
+"""The audit trail: who did what to what, from where, when, and how it went.
+
+``record`` is called inside the transaction of the action it describes, so an action and
+its event commit or roll back together. The rows are an outbox: a periodic task ships them
+to the analytics store (see ``appliance.audit.shipping``); ``appliance.audit.chain``
+verifies the hash chain.
+"""
+
+from appliance.audit.trail import GENESIS_HASH, Outcome, event_hash, record
+
+__all__ = ["GENESIS_HASH", "Outcome", "event_hash", "record"]
