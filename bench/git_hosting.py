@@ -68,7 +68,7 @@ from appliance.pipelines import runs  # noqa: E402
 from appliance.pipelines.logs import LogReader  # noqa: E402
 from live import LiveAppliance  # noqa: E402
 from pipelines import percentile, wait_finished  # noqa: E402
-from test_mirroring import GitDaemon  # noqa: E402  (the reference server the mirror tests use)
+from servers import GitDaemon  # noqa: E402  (the reference server the mirror tests use)
 from tests.conftest import make_config  # noqa: E402
 
 ORG, USER = "bench", "maintainer"

@@ -981,3 +981,41 @@ def _ssha(password: str) -> str:
     salt = secrets.token_bytes(8)
     digest = hashlib.sha1(password.encode() + salt).digest()
     return "{SSHA}" + base64.b64encode(digest + salt).decode()
+
+
+class GitDaemon:
+    """``git daemon`` serving every repository under ``base`` read-only on a free port."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "GitDaemon":
+        self.process = subprocess.Popen(
+            ["git", "daemon", "--export-all", f"--base-path={self.base}", f"--port={self.port}",
+             "--listen=127.0.0.1", "--reuseaddr", "--informative-errors"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"git daemon exited: {self.process.stderr.read().decode(errors='replace')}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"git daemon did not listen on port {self.port} within {START_TIMEOUT} s")
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

@@ -12,10 +12,7 @@ from __future__ import annotations
 import fcntl
 import html
 import re
-import socket
-import subprocess
 import threading
-import time
 import types
 from pathlib import Path
 
@@ -28,7 +25,7 @@ from appliance.errors import ValidationError
 from appliance.hosting import inbound, mirror, pushes
 from appliance.models import InboundDelivery, PipelineRun, Project, Role
 from conftest import ADMIN_PASSWORD, AuthActions, csrf_token, make_config, sign_in
-from servers import free_port
+from servers import GitDaemon
 from tests.pipelinekit import drain, git, make_project
 
 PIPELINE = """
@@ -42,45 +39,6 @@ stages:
     jobs: [ { name: check, steps: [ { run: "true" } ] } ]
 """
 PASSWORD = "a long enough password"
-DAEMON_START_TIMEOUT = 30.0
-
-
-class GitDaemon:
-    """``git daemon`` serving every repository under ``base`` read-only on a free port."""
-
-    def __init__(self, base: Path):
-        self.base = base
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "GitDaemon":
-        self.process = subprocess.Popen(
-            ["git", "daemon", "--export-all", f"--base-path={self.base}", f"--port={self.port}",
-             "--listen=127.0.0.1", "--reuseaddr", "--informative-errors"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + DAEMON_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"git daemon exited: {self.process.stderr.read().decode(errors='replace')}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"git daemon did not listen on port {self.port} within {DAEMON_START_TIMEOUT} s")
-
-    def url(self, name: str) -> str:
-        return f"git://127.0.0.1:{self.port}/{name}"
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 class ExternalRepo:
