@@ -145,6 +145,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth.max_failures_per_address", INT, 20, "Failed sign-ins per client address before a lockout.", minimum=1),
     Setting("auth.lockout_minutes", INT, 15, "Window and lockout length for failed sign-ins.", minimum=1),
     Setting("auth.fresh_minutes", INT, 10, "Minutes after entering credentials during which tokens, secrets and roles may be changed without entering them again.", minimum=1),
+    Setting("auth.session_idle_minutes", INT, 120, "A signed-in session not used for this many minutes ends.", minimum=1),
+    Setting("auth.session_max_hours", INT, 168, "A signed-in session ends this many hours after sign-in, however busy.", minimum=1),
     # pipelines
     Setting("pipelines.executor", STR, "local", "Executor for jobs that name none.", choices=("local",)),
     Setting("pipelines.lease_seconds", INT, 30, "A running job's lease; heartbeats renew it every third of it.", minimum=3),

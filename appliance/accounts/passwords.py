@@ -1,4 +1,5 @@
-"""argon2id password hashing (argon2-cffi's defaults follow RFC 9106's recommendations)."""
+"""argon2id password hashing (argon2-cffi's defaults follow RFC 9106's recommendations) and
+the policy a new password must meet."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024  # hashing is deliberately slow; refuse megabyte "passwords"
@@ -14,6 +16,8 @@ _hasher = PasswordHasher()  # argon2id
 # Verified against when the account does not exist, so a wrong name costs as long as a
 # wrong password and the response time does not reveal which accounts exist.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# zxcvbn's list of the 30,000 most common passwords from leaked sets (all lower case).
+COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])
 
 
 def hash_password(password: str) -> str:
@@ -41,6 +45,8 @@ def password_problem(password: str, username: str = "") -> str | None:
         return "must not contain the username"
     if len(set(password)) < 4:
         return "is too repetitive"
+    if password.lower() in COMMON_PASSWORDS:
+        return f"is one of the {len(COMMON_PASSWORDS):,} most common passwords"
     return None
 
 
