@@ -307,6 +307,55 @@ def config_check() -> None:
 main.add_command(pipeline_commands.pipeline)
 
 
+# -- audit trail -----------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """Check and ship the audit trail."""
+
+
+@audit.command("verify")
+@click.option("--no-analytics", is_flag=True, help="Check only the main database, not the shipped copies.")
+def audit_verify(no_analytics: bool) -> None:
+    """Walk the hash chain; exit 1 naming the first changed, removed or reordered event."""
+    from appliance.audit import chain
+    from appliance.storage.analytics import AnalyticsError
+
+    app = _appliance()
+    _require_backends(app, include_analytics=not no_analytics)
+    result = chain.verify_chain(app.db)
+    if result.problem is not None:
+        raise Fail(f"audit chain broken at {result.problem} ({result.verified} events verified before it)")
+    line = f"{result.verified} events verified"
+    if not no_analytics:
+        try:
+            shipped = chain.compare_shipped(app.db, app.analytics)
+        except AnalyticsError as exc:
+            raise Fail(f"{line}, but the shipped copies could not be read: {exc}") from None
+        if shipped.problem is not None:
+            raise Fail(f"{line}; shipped copy wrong at {shipped.problem}")
+        line += f"; {shipped.compared} shipped copies match"
+    click.echo(line)
+
+
+@audit.command("ship")
+def audit_ship() -> None:
+    """Copy the audit events not yet shipped to the analytics store now."""
+    from appliance.audit import shipping
+    from appliance.storage.analytics import AnalyticsError
+
+    app = _appliance()
+    _require_backends(app)
+    try:
+        result = shipping.ship(app.db, app.analytics)
+    except AnalyticsError as exc:
+        raise Fail(f"shipping stopped, {shipping.unshipped_count(app.db)} events wait in the outbox: {exc}") from None
+    if result.busy:
+        raise Fail("another shipper is running; try again when it has finished")
+    click.echo(f"shipped {result.shipped} events" + (f" ({result.skipped} were already there)" if result.skipped else ""))
+
+
 # -- API tokens ------------------------------------------------------------------------------
 
 

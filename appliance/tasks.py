@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from huey import Huey, crontab
 
 from appliance.accounts import ratelimit
+from appliance.audit import shipping
 from appliance.hosting import inbound, outbound
 from appliance.models.base import utcnow
 from appliance.pipelines import artifacts, runner, schedules
@@ -49,6 +50,18 @@ def register_tasks(huey: Huey, app) -> SimpleNamespace:
             removed = artifacts.expire(app, session, utcnow())
         log.info("expired artifacts removed", extra={"removed": removed})
 
+    @huey.periodic_task(crontab(minute="*"))
+    def ship_audit_events() -> None:
+        try:
+            result = shipping.ship(app.db, app.analytics)
+        except analytics.AnalyticsError as exc:
+            # Nothing is lost: unstamped events stay in the outbox for the next run.
+            log.warning("audit events not shipped, the analytics store is unreachable: %s", exc,
+                        extra={"waiting": shipping.unshipped_count(app.db)})
+            return
+        if result.shipped:
+            log.info("audit events shipped", extra={"shipped": result.shipped, "skipped": result.skipped})
+
     @huey.task()
     def fetch_mirror(project_id: int, delivery_row_id: int) -> None:
         inbound.run_fetch(app, project_id, delivery_row_id)
@@ -65,4 +78,5 @@ def register_tasks(huey: Huey, app) -> SimpleNamespace:
     return SimpleNamespace(record_event=record_event, prune_login_attempts=prune_login_attempts, run_job=run_job,
                            reconcile_jobs=reconcile_jobs, run_schedules=run_schedules,
                            expire_artifacts=expire_artifacts, fetch_mirror=fetch_mirror,
-                           deliver_webhook=deliver_webhook, retry_webhooks=retry_webhooks)
+                           deliver_webhook=deliver_webhook, retry_webhooks=retry_webhooks,
+                           ship_audit_events=ship_audit_events)

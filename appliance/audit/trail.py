@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -27,14 +28,25 @@ def event_hash(event: AuditEvent) -> str:
 
 
 def _lock_head(session: orm.Session) -> AuditChainHead:
-    head = session.scalar(sa.select(AuditChainHead).where(AuditChainHead.id == _HEAD_ID).with_for_update())
+    locked = (sa.select(AuditChainHead).where(AuditChainHead.id == _HEAD_ID).with_for_update()
+              .execution_options(populate_existing=True))
+    head = session.scalar(locked)
     if head is None:
-        # First event ever: make the head. Two first writers on PostgreSQL collide on the
-        # primary key and one transaction fails, which its caller sees like any conflict.
-        head = AuditChainHead(id=_HEAD_ID, last_seq=0, last_hash=GENESIS_HASH)
-        session.add(head)
-        session.flush()
+        # First event ever: make the head. ON CONFLICT DO NOTHING lets two first writers on
+        # PostgreSQL both go on (the second waits for the first's commit, then finds its row)
+        # instead of one failing on the primary key.
+        insert = _dialect_insert(session)(AuditChainHead).values(id=_HEAD_ID, last_seq=0, last_hash=GENESIS_HASH)
+        session.execute(insert.on_conflict_do_nothing(index_elements=["id"]))
+        head = session.scalar(locked)
     return head
+
+
+def _dialect_insert(session: orm.Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def record(
@@ -82,3 +94,24 @@ def record(
     session.add(event)
     session.flush()
     return event
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Who causes an action and from where, handed to a service that commits its own
+    transaction so it can record the event in that transaction (``runs.cancel_run``)."""
+
+    actor: User | str | None
+    address: str = ""
+    via: str = ""  # how, when it matters: "API token prts_ab12", "prts CLI"
+
+    def record(self, session: orm.Session, action: str, *, target: str = "", project: Project | None = None,
+               organisation: Organisation | None = None, outcome: Outcome = "success",
+               detail: str = "") -> AuditEvent:
+        if self.via:
+            detail = f"{detail} (via {self.via})" if detail else f"via {self.via}"
+        return record(session, action, actor=self.actor, target=target, project=project,
+                      organisation=organisation, address=self.address, outcome=outcome, detail=detail)
+
+
+SYSTEM = Origin("system")

@@ -246,6 +246,28 @@ SCHEMA: tuple[tuple[int, str], ...] = (
             detail String
         ) ENGINE = MergeTree() PARTITION BY toYYYYMM(at) ORDER BY (kind, at)""",
     ),
+    (
+        2,
+        # Shipped copies of the main database's audit outbox (appliance.audit.shipping).
+        # The shipper never inserts a seq that is already here; ReplacingMergeTree keyed by
+        # seq is the second line against a duplicate.
+        """CREATE TABLE IF NOT EXISTS audit_events (
+            seq UInt64,
+            at DateTime('UTC'),
+            at_ms UInt16,
+            actor String,
+            actor_id Nullable(Int64),
+            action String,
+            target String,
+            project_id Nullable(Int64),
+            organisation_id Nullable(Int64),
+            address String,
+            outcome String,
+            detail String,
+            prev_hash String,
+            hash String
+        ) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(at) ORDER BY seq""",
+    ),
 )
 
 

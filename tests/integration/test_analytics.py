@@ -5,7 +5,7 @@ import multiprocessing
 
 import pytest
 
-from appliance.storage.analytics import AnalyticsError, make_analytics, migrate_analytics, quote, record_event
+from appliance.storage.analytics import SCHEMA, AnalyticsError, make_analytics, migrate_analytics, quote, record_event
 from conftest import make_config
 
 UTC = dt.timezone.utc
@@ -19,7 +19,7 @@ def analytics(tmp_path, analytics_values):
 
 
 def test_schema_migrates_once(analytics):
-    assert migrate_analytics(analytics) == [1]
+    assert migrate_analytics(analytics) == [version for version, _ in SCHEMA]
     assert migrate_analytics(analytics) == []
     assert analytics.query("SELECT count() FROM events") == [(0,)]
 
