@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.exc import IntegrityError
 
+from appliance.accounts import grants
 from appliance.errors import NotFound, ValidationError
 from appliance.models import Membership, Organisation, Project, ProtectedBranch, Role, User
 from appliance.names import check_slug
@@ -77,16 +78,4 @@ def create_project(
 
 def grant(session: orm.Session, user: User, scope: Organisation | Project, role: Role) -> Membership:
     """Give ``user`` ``role`` on ``scope``, replacing any role the user had there directly."""
-    scope_col = Membership.project_id if isinstance(scope, Project) else Membership.organisation_id
-    membership = session.scalar(sa.select(Membership).where(Membership.user_id == user.id, scope_col == scope.id))
-    if membership is None:
-        membership = Membership(user_id=user.id, role=int(role))
-        if isinstance(scope, Project):
-            membership.project_id = scope.id
-        else:
-            membership.organisation_id = scope.id
-        session.add(membership)
-    else:
-        membership.role = int(role)
-    session.flush()
-    return membership
+    return grants.set_grant(session, user, scope, role)
