@@ -89,4 +89,6 @@ def create_app(config: Config | None = None) -> Flask:
         return render_template("errors/error.html", code=400, title="Bad request",
                                text=getattr(exc, "description", "The request was not understood.")), 400
 
+    # Last, so that it keeps each page above for the site and answers JSON under /api/.
+    api.answer_api_errors_in_json(app)
     return app

@@ -43,9 +43,12 @@ def scope_allows(scope: str, needed: str) -> bool:
 
 
 def create_token(session: orm.Session, user: User, name: str, scope: str, *, project: Project | None = None,
-                 expires_in_days: int | None = None, minted_by_scope: str | None = None) -> tuple[ApiToken, str]:
+                 expires_in_days: int | None = None, minted_by: ApiToken | None = None) -> tuple[ApiToken, str]:
     """A new token for ``user``; returns the row and the token text (shown once).
-    ``minted_by_scope``: when a token creates a token, the new one may not be wider."""
+
+    ``minted_by``: the token a request to create this one came with (the API). The new
+    token is never wider than it: no wider scope, no other or no project when it is bound
+    to one, and no later expiry (nor none) when it expires."""
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise ValidationError("name", "must be 1 to 100 characters")
@@ -54,8 +57,8 @@ def create_token(session: orm.Session, user: User, name: str, scope: str, *, pro
         raise ValidationError("name", "must not contain control characters")
     if scope not in SCOPES:
         raise ValidationError("scope", f"{scope!r} is not a scope (expected one of {', '.join(SCOPES)})")
-    if minted_by_scope is not None and not scope_allows(minted_by_scope, scope):
-        raise ValidationError("scope", f"a {minted_by_scope} token cannot create a {scope} token")
+    if minted_by is not None and not scope_allows(minted_by.scope, scope):
+        raise ValidationError("scope", f"a {minted_by.scope} token cannot create a {scope} token")
     if scope == "admin" and not user.is_admin:
         raise ValidationError("scope", "only site administrators may hold admin tokens")
     # A token bound to a project its owner cannot read would be refused everywhere; the same
@@ -68,12 +71,25 @@ def create_token(session: orm.Session, user: User, name: str, scope: str, *, pro
                 or not 1 <= expires_in_days <= MAX_DAYS:
             raise ValidationError("expires", f"must be between 1 and {MAX_DAYS} days")
         expires_at = utcnow() + dt.timedelta(days=expires_in_days)
+    if minted_by is not None:
+        _check_narrower(minted_by, project, expires_at)
     text = PREFIX + secrets.token_urlsafe(30)[:40]
     token = ApiToken(user_id=user.id, name=name, token_hash=_digest(text), prefix=text[:len(PREFIX) + 4],
                      scope=scope, project_id=project.id if project else None, expires_at=expires_at)
     session.add(token)
     session.flush()
     return token, text
+
+
+def _check_narrower(parent: ApiToken, project: Project | None, expires_at: dt.datetime | None) -> None:
+    if parent.project_id is not None and (project is None or project.id != parent.project_id):
+        raise ValidationError("project", "a token restricted to a project can only create tokens for that project")
+    if parent.expires_at is not None:
+        if expires_at is None:
+            raise ValidationError("expires", "a token that expires cannot create one that never does")
+        if expires_at > parent.expires_at:
+            raise ValidationError("expires", f"must not outlast the token creating it, which expires "
+                                             f"{parent.expires_at:%Y-%m-%d %H:%M} UTC")
 
 
 def user_tokens(session: orm.Session, user: User) -> list[ApiToken]:

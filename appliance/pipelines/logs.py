@@ -612,6 +612,16 @@ class LogReader:
             cached = self._cache.get(row.seq)
             yield cached.data if cached is not None else self._fetch(row)
 
+    def iter_bytes(self, start: int, stop: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``stop`` (exclusive) of the stored text, for an HTTP Range
+        request: only the chunks that overlap are fetched, each checked whole."""
+        for row in list(self._rows):
+            if row.offset + row.size <= start or row.offset >= stop:
+                continue
+            cached = self._cache.get(row.seq)
+            data = cached.data if cached is not None else self._fetch(row)
+            yield data[max(0, start - row.offset):stop - row.offset]
+
     def _chunk(self, row: _Row) -> _Chunk:
         chunk = self._cache.get(row.seq)
         if chunk is not None:
