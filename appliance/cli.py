@@ -387,6 +387,7 @@ def token() -> None:
 @click.option("--name", default="cli", show_default=True, help="What the token is for.")
 def token_create(username: str, scope: str, project_path: str | None, expires_days: str | None, name: str) -> None:
     """Create a token for USER and print it, once, alone on standard output."""
+    from appliance import audit
     from appliance.accounts import organisations, tokens, users
 
     days = None
@@ -400,6 +401,9 @@ def token_create(username: str, scope: str, project_path: str | None, expires_da
         owner = users.get_user(s, username)
         project = organisations.get_project(s, project_path) if project_path is not None else None
         row, text = tokens.create_token(s, owner, name, scope, project=project, expires_in_days=days)
+        audit.record(s, "token.created", actor="cli", target=f"token {row.id}", project=project,
+                     detail=f"{row.scope} token {row.prefix} for {owner.username}"
+                            + (f" on {project.path}" if project else "") + ", via prts token create")
         return row.id, owner.username, text
 
     token_id, owner, text = _run_token_service(create)
@@ -443,7 +447,15 @@ def token_list(username: str) -> None:
 @click.argument("token_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
 def token_revoke(username: str, token_id: int) -> None:
     """Revoke USER's token ID; it stops working at once."""
+    from appliance import audit
     from appliance.accounts import tokens, users
 
-    name = _run_token_service(lambda s: tokens.revoke(s, users.get_user(s, username), token_id).name)
+    def revoke(s):
+        owner = users.get_user(s, username)
+        row = tokens.revoke(s, owner, token_id)
+        audit.record(s, "token.revoked", actor="cli", target=f"token {row.id}",
+                     detail=f"{row.scope} token {row.prefix} of {owner.username}, via prts token revoke")
+        return row.name
+
+    name = _run_token_service(revoke)
     click.echo(f"revoked token {token_id} ({name}) of {username}")
