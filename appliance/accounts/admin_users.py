@@ -12,7 +12,7 @@ import secrets
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from appliance.accounts import users
+from appliance.accounts import sessions, users
 from appliance.errors import ValidationError
 from appliance.models import User
 from appliance.models.base import utcnow
@@ -43,22 +43,9 @@ def invite(session: orm.Session, username: str, email: str) -> tuple[User, str]:
 
 
 def sign_out_everywhere(session: orm.Session, user: User) -> None:
-    """End every session of ``user``: a new session token invalidates each signed with the old one."""
-    user.session_token = secrets.token_hex(16)
-    revoke_all = _server_side_revoke()
-    if revoke_all is not None:
-        revoke_all(session, user)
+    """End every session of ``user``: revoked rows and a new session token."""
+    sessions.revoke_all(session, user)
     session.flush()
-
-
-def _server_side_revoke():
-    # Server-side sessions (appliance.accounts.sessions) arrive with the sessions work of
-    # this issue; once present their rows are revoked too.
-    try:
-        from appliance.accounts import sessions
-    except ImportError:
-        return None
-    return getattr(sessions, "revoke_all", None)
 
 
 def _active_admins(session: orm.Session) -> int:
