@@ -59,14 +59,14 @@ def create_app(config: Config | None = None) -> Flask:
     login_manager.init_app(app)
 
     from webapp import (
-        account, admin, api, audit, auth, dashboard, editor, git_http, hooks, logs, merge_requests, metrics,
+        account, admin, api, audit, auth, dashboard, editor, git_http, hooks, logs, members, merge_requests, metrics,
         mirroring, ops, pipelines, projects, repository, repository_settings, sso, tokens, variables, webhooks,
     )
 
     metrics.init_app(app)
     blueprints = (
-        account, admin, api, audit, auth, dashboard, editor, git_http, hooks, logs, merge_requests, mirroring, ops,
-        pipelines, projects, repository, repository_settings, sso, tokens, variables, webhooks,
+        account, admin, api, audit, auth, dashboard, editor, git_http, hooks, logs, members, merge_requests, mirroring,
+        ops, pipelines, projects, repository, repository_settings, sso, tokens, variables, webhooks,
     )
     for module in blueprints:
         app.register_blueprint(module.bp)

@@ -278,3 +278,65 @@ def test_a_stale_sign_in_must_confirm_before_an_admin_change(client, flask_app, 
     assert answer.status_code == 302 and answer.headers["Location"].startswith(confirm)
     assert user(site, "ann").is_active
     assert events(site, "user.disabled") == []
+
+
+# -- a project's Members tab --------------------------------------------------------------
+
+
+def test_maintainers_manage_their_projects_members_but_never_above_their_own_role(client, site):
+    members = "/acme/web/-/settings/members"
+    with site.db.session() as s:
+        web, beta_api = organisations.get_project(s, "acme/web"), organisations.get_project(s, "beta/api")
+        for name, role in (("maint", Role.MAINTAINER), ("dev", Role.DEVELOPER), ("boss", Role.ADMIN)):
+            organisations.grant(s, users.create_user(s, name, PASSWORD), web, role)
+        foreign_id = organisations.grant(s, users.get_user(s, "ann"), beta_api, Role.VIEWER).id
+        boss_id = grants.find_grant(s, users.get_user(s, "boss"), web).id
+        teams.create_team(s, web.organisation, "devs")
+    sign_in(client, "maint", PASSWORD)
+    page = client.get(members)
+    assert page.status_code == 200 and "boss" in page.get_data(as_text=True)
+    assert 'value="admin"' not in page.get_data(as_text=True).split('id="grant-form"')[1]
+
+    add = lambda data: post(client, members, {"principal_kind": "user", "scope": "project", **data}, page=members)  # noqa: E731
+    assert add({"principal": "ann", "role": "developer"}).status_code == 302
+    assert add({"principal_kind": "team", "principal": "devs", "environment": "production", "role": "viewer"}).status_code == 302
+    assert add({"principal": "ann", "role": "admin"}).status_code == 422  # not among the offered roles
+    with site.db.session() as s:
+        ann, web = users.get_user(s, "ann"), organisations.get_project(s, "acme/web")
+        assert policy.role_on_project(s, ann, web) is Role.DEVELOPER
+        ann_id = grants.find_grant(s, ann, web).id
+        devs_env = grants.find_grant(s, teams.find_team(s, web.organisation, "devs"), policy.EnvironmentRef(web, "production"))
+        assert devs_env is not None and devs_env.role == Role.VIEWER
+
+    assert post(client, f"{members}/{ann_id}", {"role": "maintainer"}, page=members).status_code == 302
+    assert post(client, f"{members}/{boss_id}", {"role": "viewer"}, page=members).status_code == 403
+    assert post(client, f"{members}/{boss_id}/remove", page=members).status_code == 403
+    assert post(client, f"{members}/{foreign_id}", {"role": "maintainer"}, page=members).status_code == 404
+    assert post(client, f"{members}/{foreign_id}/remove", page=members).status_code == 404
+    assert post(client, f"{members}/{ann_id}/remove", page=members).status_code == 302
+    with site.db.session() as s:
+        assert grants.find_grant(s, users.get_user(s, "boss"), organisations.get_project(s, "acme/web")).role == Role.ADMIN
+        assert s.get(type(devs_env), foreign_id).role == Role.VIEWER
+        assert grants.find_grant(s, users.get_user(s, "ann"), organisations.get_project(s, "acme/web")) is None
+    denied = [e for e in events(site, "grant.changed") + events(site, "grant.removed") if e.outcome == "denied"]
+    assert [(e.action, e.target) for e in denied] == [("grant.changed", "user boss on acme/web"),
+                                                     ("grant.removed", "user boss on acme/web")]
+    assert [e.target for e in events(site, "grant.added")] == ["user ann on acme/web", "team devs on acme/web@production"]
+
+
+def test_the_members_tab_refuses_who_may_not_manage_it(client, flask_app, site):
+    members = "/acme/web/-/settings/members"
+    with site.db.session() as s:
+        organisations.grant(s, users.create_user(s, "dev", PASSWORD), organisations.get_project(s, "acme/web"),
+                            Role.DEVELOPER)
+    sign_in(client, "dev", PASSWORD)
+    assert client.get(members).status_code == 403
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    data = {"csrf_token": token, "principal_kind": "user", "principal": "dev", "scope": "project", "role": "maintainer"}
+    assert client.post(members, data=data).status_code == 403
+    outsider = flask_app.test_client()
+    sign_in(outsider, "ann", PASSWORD)
+    assert outsider.get(members).status_code == 404
+    assert flask_app.test_client().get(members).status_code == 302
+    with site.db.session() as s:
+        assert policy.role_on_project(s, users.get_user(s, "dev"), organisations.get_project(s, "acme/web")) is Role.DEVELOPER
