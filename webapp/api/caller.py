@@ -13,6 +13,7 @@ import datetime as dt
 from flask import current_app, request
 from flask_login import current_user
 
+from appliance import audit
 from appliance.accounts import tokens
 from appliance.models import Project, User
 from webapp.api.errors import ApiError
@@ -45,7 +46,11 @@ class Caller:
     @property
     def via(self) -> str:
         """For audit details: how the action was asked for."""
-        return f"via API token {self.token.prefix}" if self.token else "via the API from a signed-in session"
+        return f"API token {self.token.prefix}" if self.token else "the API, from a signed-in session"
+
+    def origin(self, user: User) -> audit.Origin:
+        """The audit origin of an action a service records in its own transaction."""
+        return audit.Origin(user, address=request.remote_addr or "", via=self.via)
 
     def reaches(self, project: Project) -> bool:
         """False when the token is restricted to another project."""

@@ -123,10 +123,9 @@ def start_run(call: Call):
     app = _prts()
     with app.db.session() as s:
         user, project = access.project(s, call.caller, call.path.org, call.path.project, "pipeline.run")
-        s.expunge(project)  # start_manual reads it after this session ends
-        _ = project.organisation
+        _ = project.organisation  # loaded now: start_manual reads the project after this session ends
     try:
-        run = runs.start_manual(app, project, call.body.ref, user)
+        run = runs.start_manual(app, project, call.body.ref, user, origin=call.caller.origin(user))
     except ValidationError as exc:
         raise ApiError(422, exc.field, exc.message) from None
     with app.db.session() as s:
@@ -150,10 +149,10 @@ def cancel_run(call: Call):
     """Needs the Developer role. A run that has already finished answers 409."""
     app = _prts()
     with app.db.session() as s:
-        _, run, _ = access.run(s, call.caller, call.path.run_id, "pipeline.run")
+        user, run, _ = access.run(s, call.caller, call.path.run_id, "pipeline.run")
         if Status(run.status).terminal:
             raise ApiError(409, "run_id", f"run {run.id} has already finished ({run.status})")
-    runs.cancel_run(app, call.path.run_id)
+    runs.cancel_run(app, call.path.run_id, call.caller.origin(user))
     with app.db.session() as s:
         _, run, project = access.run(s, call.caller, call.path.run_id, "pipeline.view")
         return run_with_jobs(s, run, project)

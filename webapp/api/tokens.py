@@ -102,7 +102,7 @@ def create_token(call: Call):
         audit.record(s, "token.created", actor=user, target=f"token {row.id}", project=project,
                      address=request.remote_addr or "",
                      detail=f"{row.scope} token {row.prefix}" + (f" for {project.path}" if project else "")
-                            + f", {call.caller.via}")
+                            + f", via {call.caller.via}")
         answer = NewToken(**_token_out(s, row), token=text)
     return json_answer(answer, status=201, headers={"Cache-Control": "no-store"})
 
@@ -118,5 +118,5 @@ def revoke_token(call: Call):
         except NotFound:
             raise ApiError(404, "token_id", f"you have no active token {call.path.token_id}") from None
         audit.record(s, "token.revoked", actor=user, target=f"token {row.id}", address=request.remote_addr or "",
-                     detail=f"{row.scope} token {row.prefix}, {call.caller.via}")
+                     detail=f"{row.scope} token {row.prefix}, via {call.caller.via}")
     return current_app.response_class(status=204)
