@@ -19,6 +19,21 @@ class ChangePasswordForm(FlaskForm):
                                  render_kw={"autocomplete": "new-password"})
 
 
+class ConfirmPasswordForm(FlaskForm):
+    """Re-entering the password before a sensitive change (``/login/confirm``)."""
+
+    password = PasswordField("Password", validators=[DataRequired(message="Password is required."), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password", "autofocus": True})
+
+
+class TotpCodeForm(FlaskForm):
+    """A six-digit code from an authenticator app (sign-in, enrolment, turning it off)."""
+
+    code = StringField("Code", validators=[DataRequired(message="Code is required."), Length(max=20)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "spellcheck": "false",
+                                  "autocapitalize": "off", "pattern": "[0-9 ]*", "maxlength": 20})
+
+
 class ProjectForm(FlaskForm):
     organisation = SelectField("Organisation", coerce=int, validate_choice=True)
     name = StringField("Project name", render_kw={"autocomplete": "off", "spellcheck": "false"})

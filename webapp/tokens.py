@@ -5,28 +5,30 @@ characters), creates one, and revokes one. A new token is shown exactly once: in
 that answers the create POST (a 200 render, with ``Cache-Control: no-store``), never
 stored in the session or a flashed cookie, so a later GET cannot show it again.
 
-Creating a token needs the current password: a stolen session cookie must not be able to
-mint a long-lived credential. Wrong passwords count toward the sign-in lockout of the
-account and the client address, so this form cannot be used to guess the password either.
+Creating and revoking a token need a fresh sign-in (``fresh_login_required``): a stolen
+session cookie must not be able to mint a long-lived credential. Confirming goes through
+``/login/confirm``, which works for accounts without a local password (LDAP, single sign-on)
+too and counts wrong passwords toward the sign-in lockout.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 
 from flask import Blueprint, abort, flash, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import orm
-from wtforms import IntegerField, PasswordField, SelectField, StringField
+from wtforms import IntegerField, SelectField, StringField
 from wtforms.validators import Length, NumberRange, Optional
 
-from appliance.accounts import organisations, passwords, policy, ratelimit, tokens
+from appliance import audit
+from appliance.accounts import organisations, policy, tokens
 from appliance.errors import NotFound, ValidationError
 from appliance.models import Project, User
 from appliance.models.base import utcnow
 from webapp.forms import add_service_error
+from webapp.fresh import fresh_login_required, is_fresh
 from webapp.pipelines import done, prts
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,6 @@ class CreateTokenForm(FlaskForm):
         validators=[Optional(), NumberRange(min=1, max=tokens.MAX_DAYS,
                                             message=f"Expires after must be between 1 and {tokens.MAX_DAYS} days.")],
         render_kw={"inputmode": "numeric", "min": 1, "max": tokens.MAX_DAYS, "placeholder": "never"})
-    current_password = PasswordField("Current password", render_kw={"autocomplete": "current-password"})
 
 
 def _scopes_for(user: User) -> list[str]:
@@ -86,7 +87,7 @@ def _page(session: orm.Session, user: User, form: CreateTokenForm, *, created: t
     new_row, new_token = created if created else (None, None)
     response = render_template("user/tokens.html", form=form, rows=tokens.user_tokens(session, user),
                                project_paths=project_paths, now=utcnow(), new_token=new_token, new_row=new_row,
-                               max_days=tokens.MAX_DAYS)
+                               max_days=tokens.MAX_DAYS, fresh=is_fresh())
     headers = {"Cache-Control": "no-store"} if created else {}
     return response, status, headers
 
@@ -106,28 +107,6 @@ def index():
         return _page(s, user, _form(user, formdata=None))
 
 
-def _check_password(session: orm.Session, user: User, form: CreateTokenForm) -> bool:
-    """The current password, under the same lockout as the sign-in form."""
-    app = prts()
-    limits = ratelimit.LoginLimits.from_config(app.config)
-    address = request.remote_addr or "unknown"
-    until = ratelimit.locked_until(session, limits, user.username, address)
-    if until:
-        minutes = max(1, math.ceil((until - utcnow()).total_seconds() / 60))
-        form.current_password.errors.append(
-            f"Too many wrong passwords. Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
-        return False
-    if not form.current_password.data:
-        form.current_password.errors.append("Current password is required to create a token.")
-        return False
-    if not passwords.verify_password(user.password_hash, form.current_password.data):
-        ratelimit.record_failure(session, user.username, address)
-        log.info("token creation refused: wrong password", extra={"username": user.username, "address": address})
-        form.current_password.errors.append("Current password is not your current password.")
-        return False
-    return True
-
-
 def _project(session: orm.Session, user: User, path: str) -> Project | None:
     if not path:
         return None
@@ -144,7 +123,7 @@ def _project(session: orm.Session, user: User, path: str) -> Project | None:
 
 
 @bp.post("/user/tokens")
-@login_required
+@fresh_login_required
 def create():
     app = prts()
     with app.db.session() as s:
@@ -163,9 +142,7 @@ def create():
                 project = _project(s, user, form.project.data or "")
             except ValidationError as exc:
                 form.project.errors.append(exc.message[0].upper() + exc.message[1:] + ".")
-            # The password is checked last, and only for an otherwise valid form, so a typo in
-            # another field does not count as a wrong password.
-            if not form.errors and _check_password(s, user, form):
+            if not form.errors:
                 try:
                     with s.begin_nested():
                         token, text = tokens.create_token(s, user, form.name.data, form.scope.data,
@@ -174,31 +151,29 @@ def create():
                     add_service_error(form, exc)
                 else:
                     created = (token, text)
-        # The password never goes back into the page, whatever happened.
-        form.current_password.data = ""
         if created is None:
             return _page(s, user, form, status=422 if form.is_submitted() else 400)
         token, text = created
         log.info("token created", extra={"username": user.username, "token_id": token.id, "scope": token.scope})
-        details = f"{token.id} {token.scope}" + (f" project={project.path}" if project else "")
+        expiry = f" expires={token.expires_at:%Y-%m-%d}" if token.expires_at else ""
+        audit.record(s, "token.created", actor=user, target=f"token {token.id} {token.name}", project=project,
+                     address=request.remote_addr or "", detail=f"scope={token.scope}{expiry}")
         # A fresh, empty form under the new token: the page is the answer to the POST.
-        page = _page(s, user, _form(user, formdata=None), created=(token, text))
-    app.emit_event("token.created", actor=current_user.username, detail=details)
-    return page
+        return _page(s, user, _form(user, formdata=None), created=(token, text))
 
 
 @bp.post("/user/tokens/<int:token_id>/revoke")
-@login_required
+@fresh_login_required
 def revoke(token_id: int):
-    app = prts()
-    with app.db.session() as s:
+    with prts().db.session() as s:
         user = _current_user(s)
         try:
             token = tokens.revoke(s, user, token_id)
         except NotFound:
             abort(404)  # also for another user's token: its existence is not confirmed
         name = token.name
+        audit.record(s, "token.revoked", actor=user, target=f"token {token_id} {name}",
+                     address=request.remote_addr or "")
     log.info("token revoked", extra={"username": current_user.username, "token_id": token_id})
-    app.emit_event("token.revoked", actor=current_user.username, detail=str(token_id))
     flash(f"The token {name} was revoked; it no longer works.", "success")
     return done(url_for("tokens.index"))

@@ -28,6 +28,7 @@ from appliance.pipelines import variables
 from appliance.pipelines.secrets import SecretBox, SecretKeyError
 from webapp.extensions import htmx
 from webapp.forms import PipelineSettingsForm, VariableForm, VariableValueForm, add_service_error
+from webapp.fresh import fresh_login_required
 from webapp.pipelines import done, load_project, project_args, prts
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def index(org: str, name: str):
 
 
 @bp.post("/<org>/<name>/-/variables")
-@login_required
+@fresh_login_required  # may set a secret
 def add(org: str, name: str):
     app = prts()
     form = VariableForm()
@@ -148,7 +149,7 @@ def edit(org: str, name: str, var: str):
 
 
 @bp.post("/<org>/<name>/-/variables/<var>/edit")
-@login_required
+@fresh_login_required  # may set a secret
 def update(org: str, name: str, var: str):
     app = prts()
     form = VariableValueForm()
@@ -180,7 +181,7 @@ def confirm_delete(org: str, name: str, var: str):
 
 
 @bp.post("/<org>/<name>/-/variables/<var>/delete")
-@login_required
+@fresh_login_required  # may delete a secret
 def delete(org: str, name: str, var: str):
     app = prts()
     with app.db.session() as s:

@@ -11,6 +11,7 @@ of the user too, because the cookie carries the token it was made with.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -107,13 +108,22 @@ def active_sessions(session: orm.Session, limits: SessionLimits, user: User) -> 
     return [row for row in rows if _is_live(row, limits, now)]
 
 
-def revoke(session: orm.Session, user: User, session_id: str) -> UserSession:
-    """Sign out one of the user's own sessions; ``NotFound`` for another user's or an ended one."""
-    row = session.get(UserSession, session_id) if session_id else None
-    if row is None or row.user_id != user.id or row.revoked_at is not None:
-        raise NotFound("no such session")
-    row.revoked_at = utcnow()
-    return row
+def handle(row: UserSession) -> str:
+    """A name for a session that pages may show and post back. Not the id itself: the id is
+    half of what signs a browser in, and a page listing sessions must not hand it out."""
+    return hashlib.sha256(row.id.encode("ascii")).hexdigest()[:32]
+
+
+def revoke(session: orm.Session, user: User, session_handle: str) -> UserSession:
+    """Sign out one of the user's own sessions by its ``handle``; ``NotFound`` for another
+    user's or an ended one."""
+    rows = session.scalars(sa.select(UserSession).where(UserSession.user_id == user.id,
+                                                        UserSession.revoked_at.is_(None)))
+    for row in rows:
+        if handle(row) == session_handle:
+            row.revoked_at = utcnow()
+            return row
+    raise NotFound("no such session")
 
 
 def revoke_others(session: orm.Session, user: User, keep_id: str) -> int:
