@@ -797,7 +797,11 @@ _CLICKHOUSE_USERS = """\
 
 
 class LdapServer(_Server):
-    """OpenLDAP slapd with one mdb database under base_dn and a root (admin) DN."""
+    """OpenLDAP slapd with one mdb database under base_dn and a root (admin) DN.
+
+    Given a PEM certificate and key, it also offers StartTLS on ``url`` and listens for
+    LDAPS on ``ldaps_url``.
+    """
 
     name = "slapd"
     probe_errors = (ldap3.core.exceptions.LDAPException,)
@@ -813,11 +817,15 @@ class LdapServer(_Server):
         *,
         port: int | None = None,
         start_timeout: float = START_TIMEOUT,
+        tls_cert_file: Path | None = None,
+        tls_key_file: Path | None = None,
     ) -> None:
         super().__init__(base_dir, start_timeout=start_timeout)
         self._requested_port = port
         self.port = 0
         self.url = ""
+        self._tls = (tls_cert_file, tls_key_file) if tls_cert_file and tls_key_file else None
+        self.ldaps_url = ""
         self.admin_password = ""
         self._ldapadd = ""
         # ldapadd reads the password from this file so it never shows in `ps`.
@@ -887,6 +895,8 @@ class LdapServer(_Server):
                 admin_dn=self.admin_dn,
                 admin_password_hash=_ssha(self.admin_password),
                 db_dir=db_dir,
+                tls="".join(f"{name}: {path}\n" for name, path in zip(
+                    ("olcTLSCertificateFile", "olcTLSCertificateKeyFile"), self._tls or ())),
             )
         )
         config_ldif.chmod(0o600)
@@ -896,6 +906,10 @@ class LdapServer(_Server):
         )
         self.port = self._requested_port or free_port()
         self.url = f"ldap://{self.host}:{self.port}"
+        listen = f"{self.url}/"
+        if self._tls:
+            self.ldaps_url = f"ldaps://{self.host}:{free_port()}"
+            listen += f" {self.ldaps_url}/"
         return _Launch(
             argv=[
                 slapd,
@@ -906,7 +920,7 @@ class LdapServer(_Server):
                 "-F",
                 str(config_dir),
                 "-h",
-                f"{self.url}/",
+                listen,
             ],
             cwd=self.base_dir,
         )
@@ -940,7 +954,7 @@ dn: cn=config
 objectClass: olcGlobal
 cn: config
 olcPidFile: {pid_file}
-
+{tls}
 dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
 cn: module{{0}}

@@ -40,7 +40,7 @@ def normalise_dn(dn: str) -> str:
     """One spelling per DN, so that ``CN=Devs, OU=Groups`` in the mapping matches
     ``cn=devs,ou=groups`` from the directory (attribute types and values compare
     case-insensitively for the usual group attributes)."""
-    return ",".join(f"{attr.strip().lower()}={value.strip().lower()}" for attr, value, _ in parse_dn(dn))
+    return ",".join(f"{attr.strip().lower()}={value.strip().lower()}" for attr, value, _ in parse_dn(dn, strip=True))
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ class LdapSettings:
         for key, value in (("user_base", section.user_base), ("group_base", section.group_base), ("bind_dn", section.bind_dn)):
             if value:
                 try:
-                    parse_dn(value)
+                    parse_dn(value, strip=True)
                 except ldap_errors.LDAPInvalidDnError:
                     raise ConfigError(f"auth.ldap.{key}: {value!r} is not a DN") from None
         if "{username}" not in section.user_filter or not section.user_filter.startswith("("):
@@ -128,7 +128,7 @@ def authenticate(settings: LdapSettings, username: str, password: str) -> Direct
             return None
         dn, attributes = found[0]
         try:
-            _connect(settings, dn, password, service=False).unbind()
+            _close(_connect(settings, dn, password, service=False))
         except _WrongPassword:
             return None
         groups = {normalise_dn(g) for g in _values(attributes, "memberOf")}
@@ -137,7 +137,7 @@ def authenticate(settings: LdapSettings, username: str, password: str) -> Direct
                             .replace("{username}", escape_filter_chars(username)))
             groups |= {normalise_dn(group_dn) for group_dn, _ in _search(search, settings.group_base, group_filter, [])}
     finally:
-        search.unbind()
+        _close(search)
     return DirectoryEntry(
         dn=dn,
         subject=_subject(attributes, dn),
@@ -168,12 +168,12 @@ def _connect(settings: LdapSettings, dn: str | None, password: str | None, *, se
             raise DirectoryUnavailable(_UNAVAILABLE, f"StartTLS refused: {connection.result}")
         bound = connection.bind()
     except ldap_errors.LDAPException as exc:
-        connection.unbind()
+        _close(connection)
         raise DirectoryUnavailable(_UNAVAILABLE, f"{settings.url}: {type(exc).__name__}: {exc}") from exc
     if bound:
         return connection
     result = connection.result or {}
-    connection.unbind()
+    _close(connection)
     if not service:
         raise _WrongPassword
     raise DirectoryMisconfigured(
@@ -181,6 +181,13 @@ def _connect(settings: LdapSettings, dn: str | None, password: str | None, *, se
         "Tell your administrator.",
         f"service bind as {dn or '(anonymous)'} refused: {result.get('description')} {result.get('message', '')}".strip(),
     )
+
+
+def _close(connection: ldap3.Connection) -> None:
+    try:
+        connection.unbind()
+    except ldap_errors.LDAPException:
+        pass  # already gone: nothing left to release
 
 
 _UNAVAILABLE = "The directory server could not be reached, so directory accounts cannot sign in right now. Try again later."
