@@ -103,12 +103,11 @@ def get_job_log(call: Call):
     start, stop, status = 0, total, 200
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     requested = parse_range_header(request.headers.get("Range"))
-    # One range is served; an unparsable header or several ranges get the whole log (RFC 9110 §14.2).
-    if requested is not None and len(requested.ranges) == 1:
-        bounds = requested.range_for_length(total)
-        if bounds is None:
+    # One byte range is served; any other Range header gets the whole log (RFC 9110 §14.2).
+    if requested is not None and requested.units == "bytes" and len(requested.ranges) == 1:
+        start, stop = _bounds(requested.ranges[0], total)
+        if start >= stop:
             raise ApiError(416, "range", f"the log has {total} bytes", {"Content-Range": f"bytes */{total}"})
-        start, stop = bounds
         status = 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{total}"
     headers["Content-Length"] = str(stop - start)
@@ -120,6 +119,16 @@ def get_job_log(call: Call):
             log.error("%s", exc)
 
     return Response(stream_with_context(body()), status=status, mimetype="text/plain", headers=headers)
+
+
+def _bounds(wanted: tuple[int, int | None], total: int) -> tuple[int, int]:
+    """[start, stop) of one parsed range within ``total`` bytes; empty when unsatisfiable.
+    A suffix longer than the log means all of it (RFC 9110 §14.1.3), which werkzeug's
+    ``range_for_length`` refuses."""
+    first, stop = wanted
+    if first < 0:  # bytes=-n: the last n
+        return max(0, total + first), total
+    return first, total if stop is None else min(stop, total)
 
 
 def _artifact_out(artifact: Artifact) -> ArtifactOut:
