@@ -41,11 +41,11 @@ def _check_configuration(state) -> None:
     """A bad directory or provider setting stops the app at start, naming the key."""
     config = state.app.extensions["prts"].config
     ldap.LdapSettings.from_config(config)
-    state.app.extensions["prts_sso"] = _register(external.sso_providers(config))
+    state.app.extensions["prts_sso"] = _register(state.app, external.sso_providers(config))
 
 
-def _register(providers: dict[str, external.SsoProvider]) -> tuple[dict, OAuth]:
-    oauth = OAuth()
+def _register(app, providers: dict[str, external.SsoProvider]) -> tuple[dict, OAuth]:
+    oauth = OAuth(app)
     for key, provider in providers.items():
         common = dict(client_id=provider.client_id, client_secret=provider.client_secret)
         client_kwargs = {"scope": _SCOPES[key], "code_challenge_method": "S256", "default_timeout": TIMEOUT}
