@@ -301,6 +301,14 @@ def config_check() -> None:
         click.echo(f"{key.ljust(width)} = {value!r:<40} # {cfg.sources.get(key, 'derived')}")
     for warning in cfg.warnings:
         click.echo(f"warning: {warning}", err=True)
+    from appliance.accounts import external, ldap
+
+    try:  # settings whose parts only make sense together: LDAP group mappings, SSO providers
+        ldap.LdapSettings.from_config(cfg)
+        external.sso_providers(cfg)
+    except ConfigError as exc:
+        click.echo(f"prts: configuration error: {exc}", err=True)
+        sys.exit(2)
     click.echo("configuration OK", err=True)
 
 

@@ -390,3 +390,16 @@ def test_starttls_and_ldaps_verify_the_directory_certificate(tls_server, tmp_pat
         with pytest.raises(ldap.DirectoryUnavailable, match="could not be reached") as raised:
             ldap.authenticate(settings, "alice", ALICE_PASSWORD)
         assert re.search(r"certificate|TLS|SSL", raised.value.detail, re.I), raised.value.detail
+
+
+def test_prts_config_check_names_a_bad_mapping(tmp_path):
+    from click.testing import CliRunner
+
+    from appliance.cli import main
+
+    env = {"PRTS_DATA_DIR": str(tmp_path), "PRTS_AUTH_LDAP_URL": "ldap://127.0.0.1:1",
+           "PRTS_AUTH_LDAP_USER_BASE": "dc=x", "PRTS_AUTH_LDAP_GROUP_MAPPINGS": "cn=a,dc=x=acme:boss"}
+    result = CliRunner().invoke(main, ["config", "check"], env=env)
+    assert result.exit_code == 2 and "auth.ldap.group_mappings: entry 'cn=a,dc=x=acme:boss'" in result.output
+    env["PRTS_AUTH_LDAP_GROUP_MAPPINGS"] = "cn=a,dc=x=acme:admin"
+    assert CliRunner().invoke(main, ["config", "check"], env=env).exit_code == 0
