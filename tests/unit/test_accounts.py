@@ -23,6 +23,21 @@ def test_password_policy(password, problem):
     assert problem in passwords.password_problem(password, "alice")
 
 
+@pytest.mark.parametrize("password", ["qwertyuiop123", "QwertyUiop123", "PASSWORD1234", "1q2w3e4r5t6y"])
+def test_common_passwords_are_refused_whatever_their_case(password):
+    assert passwords.password_problem(password, "alice") == "is one of the 30,000 most common passwords"
+
+
+def test_the_common_list_is_zxcvbns_and_only_refuses_what_is_on_it():
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    assert len(passwords.COMMON_PASSWORDS) == len(set(FREQUENCY_LISTS["passwords"])) >= 29_000
+    long_common = sorted(p for p in passwords.COMMON_PASSWORDS if len(p) >= passwords.MIN_LENGTH and len(set(p)) >= 4)
+    assert long_common and all(passwords.password_problem(p) == "is one of the 30,000 most common passwords"
+                               for p in long_common)
+    assert passwords.password_problem(long_common[0] + "!") is None  # a near miss is not on the list
+
+
 def test_good_password_and_generated_ones_pass_policy():
     assert passwords.password_problem("correct horse battery staple", "alice") is None
     generated = {passwords.generate_password() for _ in range(50)}
