@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from huey import Huey, crontab
 
-from appliance.accounts import ratelimit
+from appliance.accounts import ratelimit, sessions
 from appliance.audit import shipping
 from appliance.hosting import inbound, outbound
 from appliance.models.base import utcnow
@@ -26,9 +26,12 @@ def register_tasks(huey: Huey, app) -> SimpleNamespace:
 
     @huey.periodic_task(crontab(minute="*/15"))
     def prune_login_attempts() -> None:
+        # Sign-in state that can no longer matter: failures past the window, and sessions
+        # that are revoked or timed out.
         with app.db.session() as session:
             removed = ratelimit.prune(session, ratelimit.LoginLimits.from_config(app.config))
-        log.info("pruned expired sign-in failures", extra={"removed": removed})
+            ended = sessions.prune(session, sessions.SessionLimits.from_config(app.config))
+        log.info("pruned expired sign-in failures and sessions", extra={"removed": removed, "sessions": ended})
 
     @huey.task()
     def run_job(job_id: int) -> str:
