@@ -225,6 +225,10 @@ def test_wrong_passwords_and_unknown_names_are_refused(appliance, client, site, 
     settings = ldap.LdapSettings.from_config(appliance.config)
     assert ldap.authenticate(settings, "alice", "") is None  # an empty password never reaches a bind
     assert ldap.authenticate(settings, "alice", ALICE_PASSWORD).dn == directory.alice
+    # A filter that matches more than one entry decides nothing, even with the right password.
+    ambiguous = ldap.LdapSettings.from_config(appliance.config.with_overrides(
+        auth__ldap__user_filter="(|(uid={username})(uid=bob))"))
+    assert ldap.authenticate(ambiguous, "alice", ALICE_PASSWORD) is None
     with appliance.db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(User)) == 1  # only root
 
@@ -280,7 +284,7 @@ def test_a_local_account_is_never_taken_over_by_a_directory_entry(appliance, cli
     assert refused.actor == "bob" and refused.target.startswith("ldap:uid=bob,")
     with appliance.db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(ExternalIdentity)) == 0
-        assert grants_of(appliance, "bob") == {}
+    assert grants_of(appliance, "bob") == {}
 
 
 def test_a_disabled_directory_account_cannot_sign_in(appliance, client, site, directory):
