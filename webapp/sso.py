@@ -79,7 +79,8 @@ def _sign_in_buttons() -> dict:
 @bp.route("/sso/<provider>")
 def start(provider: str):
     settings, client = _provider(provider)
-    session[NEXT_KEY] = _safe_next(request.args.get("next")) or ""
+    target = _safe_next(request.args.get("next")) or ""
+    session[NEXT_KEY] = target if target.isprintable() else ""  # no control characters into a Location header
     try:
         if provider == "oidc":
             _check_issuer(settings, client)
@@ -106,7 +107,7 @@ def _check_issuer(settings: external.SsoProvider, client) -> str:
 def callback(provider: str):
     settings, client = _provider(provider)
     if request.args.get("error"):
-        error = request.args.get("error", "")[:100]
+        error = _printable(request.args.get("error", ""))[:100]
         return _fail(settings, f"{settings.label} did not sign you in ({error}).",
                      f"provider answered {error}: {request.args.get('error_description', '')[:300]}")
     try:
@@ -153,7 +154,7 @@ def _get_json(client, path: str, token: dict):
 
 def _fail(settings: external.SsoProvider, message: str, detail) -> object:
     """Back to the sign-in page with ``message``; the detail goes to the log and the audit trail."""
-    detail = f"{type(detail).__name__}: {detail}" if isinstance(detail, Exception) else str(detail)
+    detail = _printable(f"{type(detail).__name__}: {detail}" if isinstance(detail, Exception) else str(detail))
     log.warning("single sign-on failed: %s", detail, extra={"provider": settings.identity})
     with _appliance().db.session() as s:
         audit.record(s, "login.failed", actor=settings.identity, target=settings.identity,
@@ -163,10 +164,16 @@ def _fail(settings: external.SsoProvider, message: str, detail) -> object:
     return redirect(url_for("auth.login"))
 
 
+def _printable(text: str) -> str:
+    """Text from the request or a provider, fit for the log and the audit trail: control
+    characters (NUL, which PostgreSQL refuses in text, newlines that forge log lines) become '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 @bp.app_errorhandler(ldap.DirectoryError)
 def directory_error(exc: ldap.DirectoryError):
     """The directory could not decide a password sign-in: say so, instead of "wrong password"."""
-    username = (request.form.get("username") or "")[:255]
+    username = _printable(request.form.get("username") or "")[:255]
     log.error("directory sign-in failed: %s", exc.detail, extra={"username": username})
     with _appliance().db.session() as s:
         audit.record(s, "login.failed", actor=username, target="ldap", address=request.remote_addr or "",

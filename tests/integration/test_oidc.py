@@ -162,7 +162,8 @@ def test_refusal_at_the_provider_is_shown(appliance, client, peer):
 
 
 def test_next_must_stay_on_the_site(appliance, client, peer):
-    for target in ("//evil.example", "https://evil.example/", "/\\evil.example"):
+    for target in ("//evil.example", "https://evil.example/", "/\\evil.example", "/%00", "/%0d%0aSet-Cookie:%20x=1",
+                   "javascript:alert(1)", "%2F%2Fevil.example"):
         fresh = client.application.test_client()
         answer = sso(fresh, f"?next={target}")
         assert answer.status_code == 302 and answer.headers["Location"] == "/", target
@@ -192,3 +193,12 @@ def test_the_provider_being_down_is_a_message_not_an_error(appliance):
     answer = client.get("/login/sso/oidc")
     assert answer.status_code == 302 and answer.headers["Location"] == "/login"
     assert "Peer could not be reached" in client.get("/login").get_data(as_text=True)
+
+
+def test_hostile_callback_parameters_are_refused_without_an_error(appliance, client, peer):
+    for query in ("error=%00bad%0a&error_description=%00", "code=%00&state=%00", "state=" + "x" * 5000, "code[]=1"):
+        answer = client.get(f"/login/sso/oidc/callback?{query}")
+        assert answer.status_code == 302 and answer.headers["Location"] == "/login", query
+    assert all("\x00" not in e.detail for e in events(appliance, "login.failed"))
+    assert len(events(appliance, "login.failed")) == 4
+    assert "did not sign you in (?bad?)" in client.get("/login").get_data(as_text=True)
