@@ -167,9 +167,30 @@ def _furnish(app: Appliance, objects: ProjectObjects) -> None:
     objects.merge_request = mr.number
 
 
-def build_world(data_dir: Path, flask_factory: Callable) -> World:
+LDAP_PASSWORD = "lena's directory password"
+LDAP_SERVICE_PASSWORD = "hostile suite reader password"
+
+
+def ldap_directory(server) -> dict:
+    """A subtree of the session's slapd with a service account and two people, lena and leo
+    (names no local account has); the ``auth.ldap.*`` values that sign in against it."""
+    base = f"ou=h{secrets.token_hex(4)},{server.base_dn}"
+    people = f"ou=people,{base}"
+    entries = [f"dn: {base}\nobjectClass: organizationalUnit\nou: {base.split(',')[0][3:]}",
+               f"dn: {people}\nobjectClass: organizationalUnit\nou: people",
+               f"dn: cn=reader,{base}\nobjectClass: person\ncn: reader\nsn: Reader\nuserPassword: {LDAP_SERVICE_PASSWORD}"]
+    entries += [f"dn: uid={uid},{people}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\n"
+                f"mail: {uid}@example.test\nuserPassword: {LDAP_PASSWORD}" for uid in ("lena", "leo")]
+    server.add_ldif("\n\n".join(entries) + "\n")
+    return {"auth__ldap__url": server.url, "auth__ldap__bind_dn": f"cn=reader,{base}",
+            "auth__ldap__bind_password": LDAP_SERVICE_PASSWORD, "auth__ldap__user_base": people}
+
+
+def build_world(data_dir: Path, flask_factory: Callable, **config_values) -> World:
+    """The shared world; ``config_values`` add identity sources (LDAP, OIDC)."""
     config = make_config(
         data_dir,
+        **config_values,
         # Hundreds of deliberately failed sign-ins come from one address; a lockout would
         # make every later attempt "refused" for the wrong reason.
         auth__max_failures_per_account=1_000_000,

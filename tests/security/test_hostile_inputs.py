@@ -29,7 +29,7 @@ import datetime as dt
 import json
 from types import SimpleNamespace
 from typing import Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -39,16 +39,17 @@ from flask.sessions import SecureCookieSessionInterface
 from appliance import repos
 from appliance.accounts import organisations, tokens, users
 from appliance.hosting import merge_requests, outbound, protection
-from appliance.models import ApiToken, MergeRequest, Project, Role
+from appliance.models import ApiToken, MergeRequest, Project, Role, User
 from appliance.pipelines import schedules, variables
 from appliance.pipelines.secrets import SecretBox
 from hostile_kit import (
-    ACCEPTED, PASSWORD, REFUSED, SECRET_VALUE, SERVER_ERROR, UNCLEAR, WEBHOOK_HOST, Attempt, TrackingClient, Verdict,
-    basic, build_world, delivery_count, is_refusal, job_state, leaves_the_site, page_token,
-    password_works, project_exists, run_count, run_status, schedule_count, schedule_state, sign_in, signed_in_as,
-    start_run,
-    token_count, token_live, variable_value, webhook_count, webhook_state,
+    ACCEPTED, LDAP_PASSWORD, PASSWORD, REFUSED, SECRET_VALUE, SERVER_ERROR, UNCLEAR, WEBHOOK_HOST, Attempt,
+    TrackingClient, Verdict, basic, build_world, delivery_count, is_refusal, job_state, ldap_directory,
+    leaves_the_site, page_token, password_works, project_exists, run_count, run_status, schedule_count,
+    schedule_state, sign_in, signed_in_as, start_run, token_count, token_live, variable_value, webhook_count,
+    webhook_state,
 )
+from oidc_peer import ProviderPeer
 from pipelinekit import commit
 
 COOKIE = "prts_session"
@@ -76,7 +77,7 @@ def case(case_id: str):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, ldap_server):
     from webapp import create_app
 
     def flask_factory(app):
@@ -85,9 +86,14 @@ def world(tmp_path_factory):
         flask.test_client_class = TrackingClient
         return flask
 
-    built = build_world(tmp_path_factory.mktemp("hostile") / "data", flask_factory)
-    yield built
-    built.app.close()
+    with ProviderPeer() as peer:  # a test peer, not a real provider (tests/oidc_peer.py)
+        peer.oidc_user = {"sub": "olga-subject", "preferred_username": "olga", "email": "olga@example.test",
+                          "email_verified": True, "name": "Olga"}
+        built = build_world(tmp_path_factory.mktemp("hostile") / "data", flask_factory, **ldap_directory(ldap_server),
+                            auth__oidc__issuer=peer.url, auth__oidc__client_id=peer.client_id,
+                            auth__oidc__client_secret=peer.client_secret, auth__oidc__name="Peer")
+        yield built
+        built.app.close()
 
 
 # -- victims made per attempt, so an accepted attempt spoils nothing later ones need ----------
@@ -165,6 +171,7 @@ class StateForm:
     actor: str = "alice"
     prepare: Callable | None = None  # (attempt, x) -> None; sets victims on x
     json: bool = False
+    method: str = "POST"
 
 
 def _web(a):
@@ -294,6 +301,71 @@ FORMS: list[StateForm] = [
               lambda a, c, x: run_status(a.world, x.run) != x.before, prepare=_prep_run, json=True),
 ]
 
+def _prep_victim(a, x):
+    x.victim = "v" + a.marker
+    with a.world.app.db.session() as s:
+        users.create_user(s, x.victim, PASSWORD)
+
+
+def _prep_signed_in_victim(a, x):
+    _prep_victim(a, x)
+    x.victim_client = a.signed_in(x.victim)
+
+
+def _prep_second_session(a, x):
+    x.other_client = a.signed_in(x.username)
+
+
+def _prep_api_token(a, x):
+    x.token, _ = make_token(a, x.username)
+
+
+def user_row(a: Attempt, username: str) -> tuple | None:
+    with a.world.app.db.session() as s:
+        user = users.find_user(s, username)
+        return None if user is None else (user.is_active, user.is_admin)
+
+
+def grants_of(a: Attempt, username: str) -> int:
+    from appliance.models import Membership
+
+    with a.world.app.db.session() as s:
+        user = users.find_user(s, username)
+        return s.scalar(sa.select(sa.func.count()).select_from(Membership).where(Membership.user_id == user.id))
+
+
+FORMS += [
+    StateForm("admin_invite", lambda a, x: "/admin/users", lambda a, x: {"username": "i" + a.marker, "email": f"{a.marker}@example.test"},
+              lambda a, c, x: user_row(a, "i" + a.marker) is not None, actor="root"),
+    StateForm("admin_disable_user", lambda a, x: f"/admin/users/{x.victim}/disable", lambda a, x: {},
+              lambda a, c, x: user_row(a, x.victim)[0] is False, actor="root", prepare=_prep_victim),
+    StateForm("admin_make_admin", lambda a, x: f"/admin/users/{x.victim}/make-admin", lambda a, x: {},
+              lambda a, c, x: user_row(a, x.victim)[1] is True, actor="root", prepare=_prep_victim),
+    StateForm("admin_force_logout", lambda a, x: f"/admin/users/{x.victim}/logout", lambda a, x: {},
+              lambda a, c, x: not signed_in_as(x.victim_client), actor="root", prepare=_prep_signed_in_victim),
+    StateForm("admin_add_organisation", lambda a, x: "/admin/organisations", lambda a, x: {"name": "o" + a.marker},
+              lambda a, c, x: organisation_exists(a, "o" + a.marker), actor="root"),
+    StateForm("admin_add_grant", lambda a, x: "/admin/organisations/acme/grants",
+              lambda a, x: {"principal_kind": "user", "principal": x.victim, "scope": "organisation", "role": "viewer"},
+              lambda a, c, x: grants_of(a, x.victim) > 0, actor="root", prepare=_prep_victim),
+    StateForm("members_add", lambda a, x: f"{WEB}/settings/members",
+              lambda a, x: {"principal_kind": "user", "principal": x.victim, "scope": "project", "role": "viewer"},
+              lambda a, c, x: grants_of(a, x.victim) > 0, prepare=_prep_victim),
+    StateForm("sessions_revoke_others", lambda a, x: "/user/sessions/revoke-others", lambda a, x: {},
+              lambda a, c, x: not signed_in_as(x.other_client), actor=FRESH, prepare=_prep_second_session),
+    StateForm("api_token_create", lambda a, x: "/api/v1/user/tokens", lambda a, x: {"name": "planted", "scope": "read"},
+              lambda a, c, x: token_count(a.world, x.username) > 0, actor=FRESH, json=True),
+    StateForm("api_token_revoke", lambda a, x: f"/api/v1/user/tokens/{x.token}", lambda a, x: {},
+              lambda a, c, x: not token_live(a.world, x.token), actor=FRESH, prepare=_prep_api_token, json=True,
+              method="DELETE"),
+]
+
+
+def organisation_exists(a: Attempt, name: str) -> bool:
+    with a.world.app.db.session() as s:
+        return organisations.find_organisation(s, name) is not None
+
+
 VALID = "valid"
 # The kinds of bad token; every form is tried without one, and with two of the others.
 BAD_TOKENS = ("foreign_session", "pre_login", "query_string", "htmx_bad_header", "htmx_no_token", "tampered",
@@ -341,9 +413,10 @@ def send_form(a: Attempt, form: StateForm, variant: str):
         else:
             data["csrf_token"] = token
     if form.json:
-        response = client.post(path, data=json.dumps(data), content_type="application/json", headers=headers)
+        response = client.open(path, method=form.method, data=json.dumps(data), content_type="application/json",
+                               headers=headers)
     else:
-        response = client.post(path, data=data, headers=headers)
+        response = client.open(path, method=form.method, data=data, headers=headers)
     return client, response, x
 
 
@@ -543,15 +616,18 @@ def _(a: Attempt) -> None:
 # -- IDOR: alice (Maintainer in acme) reaches for globex/core's objects ------------------------------
 
 
-def _idor_get(path: Callable, *, auth: Callable | None = None, stream: bool = False):
+def _idor_get(path: Callable, *, auth: Callable | None = None, stream: bool = False, who: str = "alice",
+              project: str = "core"):
+    """``who`` GETs ``path``: refused, and nothing of ``project`` in the answer."""
+
     def run(a: Attempt) -> None:
-        client = a.signed_in("alice")
+        client = a.signed_in(who)
         headers = auth(a) if auth else {}
         response = client.get(path(a), headers=headers, buffered=not stream)
         body = "" if stream else response.get_data(as_text=True)
         response.close()
         a.accept_if(not is_refusal(response), f"answered {response.status_code}")
-        leaked = _leaks(a, body, a.world.core)
+        leaked = _leaks(a, body, getattr(a.world, project))
         a.accept_if(bool(leaked), f"leaked {leaked}")
 
     return run
@@ -938,6 +1014,343 @@ def _(a: Attempt) -> None:
                                                                        "saying the file is over the limit")
 
 
+# -- admin pages and the Members tab: no way up for those below ---------------------------------------
+
+
+def _admin_post(actor: str, path: Callable, data: Callable, state: Callable, *, prepare=_prep_victim):
+    def run(a: Attempt) -> None:
+        x = SimpleNamespace(username=actor)
+        prepare(a, x)
+        client = a.signed_in(actor)
+        before = state(a, x)
+        response = client.post(path(a, x), data={"csrf_token": page_token(client), **data(a, x)})
+        a.accept_if(state(a, x) != before, f"took effect ({response.status_code})")
+        a.accept_if(not is_refusal(response), f"answered {response.status_code}")
+
+    return run
+
+
+def _bob_grants(a: Attempt, x) -> int:
+    return grants_of(a, "bob")
+
+
+def _bobs_grant_id(a: Attempt) -> int:
+    from appliance.models import Membership
+
+    with a.world.app.db.session() as s:
+        bob = users.find_user(s, "bob")
+        return s.scalar(sa.select(Membership.id).where(Membership.user_id == bob.id))
+
+
+for _name, _actor, _path, _data, _state in (
+    ("maintainer_makes_admin", "alice", lambda a, x: f"/admin/users/{x.victim}/make-admin", lambda a, x: {},
+     lambda a, x: user_row(a, x.victim)),
+    ("maintainer_makes_self_admin", "alice", lambda a, x: "/admin/users/alice/make-admin", lambda a, x: {},
+     lambda a, x: user_row(a, "alice")),
+    ("maintainer_disables_admin", "alice", lambda a, x: "/admin/users/root/disable", lambda a, x: {},
+     lambda a, x: user_row(a, "root")),
+    ("maintainer_invites", "alice", lambda a, x: "/admin/users", lambda a, x: {"username": "i" + a.marker, "email": f"{a.marker}@example.test"},
+     lambda a, x: user_row(a, "i" + a.marker)),
+    ("maintainer_grants_in_other_org", "alice", lambda a, x: "/admin/organisations/globex/grants",
+     lambda a, x: {"principal_kind": "user", "principal": "alice", "scope": "organisation", "role": "admin"},
+     lambda a, x: grants_of(a, "alice")),
+    ("members_above_own_role", "alice", lambda a, x: f"{WEB}/settings/members",
+     lambda a, x: {"principal_kind": "user", "principal": x.victim, "scope": "project", "role": "admin"},
+     lambda a, x: grants_of(a, x.victim)),
+    ("members_by_developer", "dev", lambda a, x: f"{WEB}/settings/members",
+     lambda a, x: {"principal_kind": "user", "principal": "dev", "scope": "project", "role": "maintainer"},
+     lambda a, x: grants_of(a, "dev")),
+    ("members_remove_other_org_grant", "alice", lambda a, x: f"{WEB}/settings/members/{_bobs_grant_id(a)}/remove",
+     lambda a, x: {}, _bob_grants),
+    ("members_change_other_org_grant", "alice", lambda a, x: f"{WEB}/settings/members/{_bobs_grant_id(a)}",
+     lambda a, x: {"role": "viewer"}, lambda a, x: _role_of_bob(a)),
+):
+    CASES.append(Case(f"admin-{_name}", _admin_post(_actor, _path, _data, _state)))
+
+
+def _role_of_bob(a: Attempt):
+    from appliance.models import Membership
+
+    with a.world.app.db.session() as s:
+        return s.scalar(sa.select(Membership.role).where(Membership.id == _bobs_grant_id(a)))
+
+
+for _who, _name, _path in (
+    ("alice", "admin_users_page_by_maintainer", lambda a: "/admin/users"),
+    ("alice", "audit_page_by_maintainer", lambda a: "/audit"),
+    ("alice", "audit_export_by_maintainer", lambda a: "/audit/export.csv"),
+    ("alice", "other_org_project_audit", lambda a: f"{CORE}/audit"),
+    ("alice", "other_org_project_audit_export", lambda a: f"{CORE}/audit/export.csv"),
+    ("vic", "project_audit_by_viewer", lambda a: f"{WEB}/audit"),
+    ("bob", "other_org_members_page", lambda a: f"{WEB}/settings/members"),
+):
+    CASES.append(Case(f"admin-{_name}", _idor_get(_path, who=_who, project="core" if _who == "alice" else "web")))
+
+
+# -- the signed-in user's sessions ------------------------------------------------------------------------
+
+
+@case("session-revoke_other_users_session")
+def _(a: Attempt) -> None:
+    from appliance.accounts import sessions
+    from appliance.models import UserSession
+
+    victim = a.signed_in("bob")
+    with a.world.app.db.session() as s:
+        bob = users.find_user(s, "bob")
+        handles = [sessions.handle(row) for row in s.scalars(sa.select(UserSession).where(
+            UserSession.user_id == bob.id, UserSession.revoked_at.is_(None)))]
+    client = a.signed_in("alice")
+    token = page_token(client)
+    answers = [client.post(f"/user/sessions/{h}/revoke", data={"csrf_token": token}) for h in handles]
+    a.accept_if(not signed_in_as(victim), "signed another user's session out")
+    a.accept_if(any(not is_refusal(r) for r in answers), f"answered {[r.status_code for r in answers]}")
+
+
+@case("session-revoke_with_raw_session_id")
+def _(a: Attempt) -> None:
+    from appliance.models import UserSession
+
+    victim = a.signed_in("bob")
+    with a.world.app.db.session() as s:
+        bob = users.find_user(s, "bob")
+        ids = list(s.scalars(sa.select(UserSession.id).where(UserSession.user_id == bob.id)))
+    client = a.signed_in("alice")
+    token = page_token(client)
+    answers = [client.post(f"/user/sessions/{i}/revoke", data={"csrf_token": token}) for i in ids]
+    a.accept_if(not signed_in_as(victim), "signed another user's session out by its id")
+    a.accept_if(any(not is_refusal(r) for r in answers), f"answered {[r.status_code for r in answers]}")
+
+
+# -- API v1 with bearer tokens: scope, project restriction, other people's objects --------------------------
+
+
+def _bearer(a: Attempt, label: str) -> dict:
+    return {"Authorization": "Bearer " + a.world.tokens[label]}
+
+
+def _api_mint(label: str, body: Callable, *, wider: Callable):
+    """A token asks POST /api/v1/user/tokens for a token; ``wider(row)`` says a new one exceeds it."""
+
+    def run(a: Attempt) -> None:
+        with a.world.app.db.session() as s:
+            alice = users.find_user(s, "alice")
+            before = set(s.scalars(sa.select(ApiToken.id).where(ApiToken.user_id == alice.id)))
+        response = a.client().post("/api/v1/user/tokens", json=body(a), headers=_bearer(a, label))
+        with a.world.app.db.session() as s:
+            made = list(s.scalars(sa.select(ApiToken).where(ApiToken.user_id == alice.id, ApiToken.id.not_in(before))))
+            too_wide = [row.scope + (f"@{row.project_id}" if row.project_id else "@any") for row in made if wider(a, row)]
+        a.accept_if(bool(too_wide), f"minted {too_wide} from {label}")
+        a.accept_if(bool(too_wide) or (not made and not is_refusal(response)), f"answered {response.status_code}")
+
+    return run
+
+
+for _name, _label, _body, _wider in (
+    ("read_token_mints_write", "alice-read", lambda a: {"name": "w", "scope": "write"}, lambda a, r: True),
+    ("read_token_mints_read", "alice-read", lambda a: {"name": "r", "scope": "read"}, lambda a, r: True),
+    ("write_token_mints_admin", "alice-write", lambda a: {"name": "a", "scope": "admin"}, lambda a, r: True),
+    ("project_token_mints_unrestricted", "alice-write-web", lambda a: {"name": "u", "scope": "write"},
+     lambda a, r: r.project_id != a.world.web.id),
+    ("project_token_mints_other_project", "alice-write-web",
+     lambda a: {"name": "o", "scope": "read", "project": "acme/lib"}, lambda a, r: r.project_id != a.world.web.id),
+):
+    CASES.append(Case(f"token-api_{_name}", _api_mint(_label, _body, wider=_wider)))
+
+
+@case("token-api_revoke_other_users_token")
+def _(a: Attempt) -> None:
+    victim = a.world.token_ids["bob-read"]
+    response = a.client().delete(f"/api/v1/user/tokens/{victim}", headers=_bearer(a, "alice-write"))
+    a.accept_if(not token_live(a.world, victim), "revoked bob's token")
+    a.accept_if(not is_refusal(response), f"answered {response.status_code}")
+
+
+@case("token-api_project_token_lists_projects")
+def _(a: Attempt) -> None:
+    response = a.client().get("/api/v1/projects", headers=_bearer(a, "alice-write-web"))
+    body = response.get_data(as_text=True)
+    a.accept_if("globex" in body, "listed another organisation's project")
+    a.accept_if("acme/lib" in body, "a token bound to acme/web listed acme/lib")
+
+
+def _api_idor(path: Callable, label: str = "alice-write"):
+    def run(a: Attempt) -> None:
+        response = a.client().get(path(a), headers=_bearer(a, label))
+        a.accept_if(not is_refusal(response), f"answered {response.status_code}")
+        leaked = _leaks(a, response.get_data(as_text=True), a.world.core)
+        a.accept_if(bool(leaked), f"leaked {leaked}")
+
+    return run
+
+
+for _name, _path in (
+    ("job", lambda a: f"/api/v1/jobs/{a.world.core.finished_job}"),
+    ("job_log", lambda a: f"/api/v1/jobs/{a.world.core.finished_job}/log"),
+    ("job_artifacts", lambda a: f"/api/v1/jobs/{a.world.core.finished_job}/artifacts"),
+    ("artifact_download", lambda a: f"/api/v1/jobs/{a.world.core.finished_job}/artifacts/app"),
+    ("run_jobs", lambda a: f"/api/v1/runs/{a.world.core.finished_run}/jobs"),
+    ("project", lambda a: "/api/v1/projects/globex/core"),
+    ("variables", lambda a: "/api/v1/projects/globex/core/variables"),
+    ("team_of_other_org", lambda a: "/api/v1/orgs/globex/teams"),
+):
+    CASES.append(Case(f"idor-api_bearer_{_name}", _api_idor(_path)))
+
+
+@case("idor-api_bearer_cancel_other_org_run")
+def _(a: Attempt) -> None:
+    before = run_status(a.world, a.world.core.active_run)
+    response = a.client().post(f"/api/v1/runs/{a.world.core.active_run}/cancel", headers=_bearer(a, "alice-write"))
+    a.accept_if(run_status(a.world, a.world.core.active_run) != before, "canceled globex's run")
+    a.accept_if(not is_refusal(response), f"answered {response.status_code}")
+
+
+@case("oversized-api_token_name_1MB")
+def _(a: Attempt) -> None:
+    username = a.fresh_user()
+    token_id, text = make_token(a, username)
+    with a.world.app.db.session() as s:
+        s.get(ApiToken, token_id).scope = "write"
+    response = a.client().post("/api/v1/user/tokens", json={"name": "n" * MB, "scope": "read"},
+                               headers={"Authorization": "Bearer " + text})
+    a.accept_if(token_count(a.world, username) > 1, "stored a token with a megabyte name")
+    a.accept_if(not is_refusal(response), f"answered {response.status_code}")
+    if is_refusal(response) and response.status_code != 413 and "name" not in response.get_data(as_text=True):
+        a.unclear("the refusal does not name the field")
+
+
+# -- open redirects after re-authentication and single sign-on ------------------------------------------
+
+
+def _confirm_redirect(value: str):
+    def run(a: Attempt) -> None:
+        client = a.signed_in("alice")
+        path = "/login/confirm?next=" + quote(value, safe="")
+        response = client.post(path, data={"csrf_token": page_token(client, path), "password": PASSWORD})
+        a.accept_if(response.status_code != 302, f"the confirmation itself answered {response.status_code}")
+        for target in _follow(client, response):
+            a.accept_if(leaves_the_site(target), f"redirected to {target!r}")
+
+    return run
+
+
+for _name in ("scheme_relative", "absolute", "backslash", "javascript", "tab_inside", "nested_login"):
+    CASES.append(Case(f"redirect-confirm_{_name}", _confirm_redirect(NEXT_VALUES[_name])))
+
+
+def _sso(client, query: str = ""):
+    """Start single sign-on at the appliance, let the test peer consent, come back."""
+    import requests
+
+    start = client.get(f"/login/sso/oidc{query}")
+    if start.status_code != 302:
+        return start
+    at_peer = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    back = urlsplit(at_peer.headers["Location"])
+    return client.get(f"{back.path}?{back.query}")
+
+
+def _sso_redirect(value: str):
+    def run(a: Attempt) -> None:
+        client = a.client()
+        response = _sso(client, "?next=" + quote(value, safe=""))
+        a.accept_if(not (response.status_code == 302 and signed_in_as(client)), "the sign-on itself did not complete")
+        for target in _follow(client, response):
+            a.accept_if(leaves_the_site(target), f"redirected to {target!r}")
+
+    return run
+
+
+for _name in ("scheme_relative", "absolute", "backslash", "javascript", "newline_inside"):
+    CASES.append(Case(f"redirect-sso_{_name}", _sso_redirect(NEXT_VALUES[_name])))
+
+
+@case("sso-callback_with_forged_state")
+def _(a: Attempt) -> None:
+    import requests
+
+    client = a.client()
+    start = client.get("/login/sso/oidc")
+    at_peer = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    back = urlsplit(at_peer.headers["Location"])
+    query = "&".join(p if not p.startswith("state=") else "state=forged" + a.marker for p in back.query.split("&"))
+    response = client.get(f"{back.path}?{query}")
+    a.accept_if(signed_in_as(client), "signed in with a forged OAuth state")
+    a.accept_if(response.status_code >= 500, f"answered {response.status_code}")
+
+
+@case("sso-callback_replayed_in_another_browser")
+def _(a: Attempt) -> None:
+    import requests
+
+    victim = a.client()
+    start = victim.get("/login/sso/oidc")
+    at_peer = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    back = urlsplit(at_peer.headers["Location"])
+    attacker = a.client()  # a browser that never started this sign-on
+    attacker.get(f"{back.path}?{back.query}")
+    a.accept_if(signed_in_as(attacker), "a callback URL signed in a browser that did not start the flow")
+
+
+@case("sso-callback_error_is_escaped")
+def _(a: Attempt) -> None:
+    client = a.client()
+    evil = "<script>alert(1)</script>"
+    response = client.get("/login/sso/oidc/callback?error=" + quote(evil) + "&error_description=" + quote(evil),
+                          follow_redirects=True)
+    a.accept_if(evil in response.get_data(as_text=True), "the provider's error was put into the page unescaped")
+
+
+@case("sso-unknown_provider")
+def _(a: Attempt) -> None:
+    response = a.client().get("/login/sso/..%2F..%2Fadmin")
+    a.accept_if(not is_refusal(response), f"answered {response.status_code}")
+
+
+# -- LDAP filter injection against the real slapd ----------------------------------------------------------
+
+LDAP_NAMES = {
+    "close_and_wildcard": "*)(uid=*",
+    "wildcard": "*",
+    "prefix_wildcard": "le*",
+    "suffix_wildcard": "*na",
+    "or_injection": "lena)(|(uid=*",
+    "escaped_star": "\\2a",
+    "nul_truncation": "lena\x00",
+    "open_paren": "(",
+    "close_paren": ")",
+    "trailing_backslash": "lena\\",
+    "dn_as_name": "uid=lena,ou=people",
+    "very_long": "l" * 5000,
+    "null_bind_name": "",
+}
+
+
+def _ldap_case(name: str, password: str = LDAP_PASSWORD):
+    def run(a: Attempt) -> None:
+        from appliance.models import ExternalIdentity
+
+        with a.world.app.db.session() as s:
+            before = (s.scalar(sa.select(sa.func.count()).select_from(User)),
+                      s.scalar(sa.select(sa.func.count()).select_from(ExternalIdentity)))
+        client = a.client()
+        response = sign_in(client, name, password)
+        with a.world.app.db.session() as s:
+            after = (s.scalar(sa.select(sa.func.count()).select_from(User)),
+                     s.scalar(sa.select(sa.func.count()).select_from(ExternalIdentity)))
+        a.accept_if(signed_in_as(client), f"{name[:40]!r} signed in")
+        a.accept_if(after != before, "an account or a directory link was made")
+        a.accept_if(not is_refusal(response), f"answered {response.status_code}")
+
+    return run
+
+
+for _name, _value in LDAP_NAMES.items():
+    CASES.append(Case(f"ldap-{_name}", _ldap_case(_value)))
+CASES.append(Case("ldap-nul_password", _ldap_case("lena", "\x00")))
+CASES.append(Case("ldap-wildcard_password", _ldap_case("lena", "*")))
+
+
 # -- the run and the tally ------------------------------------------------------------------------------
 
 
@@ -957,6 +1370,22 @@ def test_zz_control_a_valid_token_takes_effect(world, form: StateForm):
     client, response, x = send_form(attempt, form, VALID)
     assert response.status_code < 400, response.get_data(as_text=True)[:2000]
     assert form.changed(attempt, client, x), f"{form.name}: a valid request changed nothing the check can see"
+
+
+def test_zz_control_the_identity_sources_work(world):
+    """The LDAP, single sign-on and re-authentication cases are refused for the right reason:
+    the same flows with honest input sign in and redirect."""
+    attempt = Attempt(world, "control-identity")
+    directory_user = attempt.client()
+    assert sign_in(directory_user, "lena", LDAP_PASSWORD).status_code == 302 and signed_in_as(directory_user)
+    single_sign_on = attempt.client()
+    answer = _sso(single_sign_on, "?next=/user/tokens")
+    assert answer.status_code == 302 and answer.headers["Location"] == "/user/tokens" and signed_in_as(single_sign_on)
+    confirmed = attempt.signed_in("alice")
+    path = "/login/confirm?next=/user/security"
+    answer = confirmed.post(path, data={"csrf_token": page_token(confirmed, path), "password": PASSWORD})
+    assert answer.status_code == 302 and answer.headers["Location"] == "/user/security"
+    assert attempt.verdict().outcome == REFUSED  # no 5xx on the way
 
 
 def test_zzz_report(capsys):
