@@ -97,8 +97,9 @@ def user_tokens(session: orm.Session, user: User) -> list[ApiToken]:
                                 .order_by(ApiToken.created_at.desc())))
 
 
-# Ids come from URLs and the command line; SQLite cannot even compare an integer past 64 bits.
-MAX_ID = 2**63 - 1
+# Ids come from URLs and the command line. Primary keys are INTEGER, 32 bits on PostgreSQL,
+# which refuses to even compare a larger number with one (SQLite stops at 64 bits).
+MAX_ID = 2**31 - 1
 
 
 def revoke(session: orm.Session, user: User, token_id: int) -> ApiToken:

@@ -17,7 +17,7 @@ from appliance.pipelines.logs import LogCorruptError, LogReader
 from appliance.storage.objects import ObjectNotFound
 from webapp.api import access
 from webapp.api.errors import ApiError
-from webapp.api.operations import Call, operation
+from webapp.api.operations import Answer, Call, operation
 from webapp.api.runs import JobOut, job_out
 from webapp.api.schemas import Id, Timestamp
 
@@ -88,6 +88,9 @@ def get_job(call: Call):
 
 @operation("GET", "/jobs/{job_id}/log", summary="The job's log as raw text", tag="jobs", scope="read",
            path_params=JobPath, query=LogQuery, media_type="text/plain", errors=(416,),
+           also=(Answer(206, "The requested bytes of the log (see Content-Range).", None, "text/plain"),),
+           headers=({"name": "Range", "in": "header", "required": False,
+                     "description": "bytes=a-b, bytes=a- or bytes=-n", "schema": {"type": "string", "maxLength": 200}},),
            description="The text as stored (secrets masked). Supports `Range: bytes=a-b`, `bytes=a-` and "
                        "`bytes=-n` (206 with Content-Range); a range outside the log answers 416. A running "
                        "job's log grows: ask again from the last byte you have.")

@@ -45,7 +45,7 @@ def _parameters(model, where: str, refs: dict, defs: dict) -> list[dict]:
 def _operation(op: Operation, refs: dict, defs: dict) -> dict:
     out = {"operationId": op.endpoint, "summary": op.summary, "tags": [op.tag],
            "parameters": _parameters(op.path_model, "path", refs, defs)
-           + _parameters(op.query_model, "query", refs, defs),
+           + _parameters(op.query_model, "query", refs, defs) + list(op.headers),
            "responses": {}}
     if op.description:
         out["description"] = op.description

@@ -56,6 +56,7 @@ class Operation:
     query_model: type[pydantic.BaseModel] | None
     body_model: type[pydantic.BaseModel] | None
     answers: tuple[Answer, ...]
+    headers: tuple[dict, ...] = ()  # request headers the view reads itself (Range), as OpenAPI parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +88,7 @@ def operation(method: str, path: str, *, summary: str, tag: str, scope: str | No
               path_params: type[pydantic.BaseModel] | None = None, query: type[pydantic.BaseModel] | None = None,
               body: type[pydantic.BaseModel] | None = None, answer: type[pydantic.BaseModel] | None = None,
               status: int = 200, media_type: str = "application/json", errors: tuple[int, ...] = (),
-              description: str = "") -> Callable:
+              headers: tuple[dict, ...] = (), also: tuple[Answer, ...] = (), description: str = "") -> Callable:
     """Declare and register an operation; the decorated view takes a ``Call``."""
 
     def register(view: Callable) -> Callable:
@@ -98,10 +99,10 @@ def operation(method: str, path: str, *, summary: str, tag: str, scope: str | No
             codes.add(422)
         if body is not None:
             codes |= {400, 413}
-        answers = (Answer(status, summary, answer, media_type),
+        answers = (Answer(status, summary, answer, media_type), *also,
                    *(Answer(code, ERROR_TEXT[code], ErrorBody) for code in sorted(codes)))
         op = Operation(method, path, view.__name__, summary, description or (view.__doc__ or "").strip(), tag,
-                       scope, path_params, query, body, answers)
+                       scope, path_params, query, body, answers, headers)
         OPERATIONS.append(op)
 
         @functools.wraps(view)

@@ -10,7 +10,7 @@ from flask import request, url_for
 
 from appliance.accounts.tokens import MAX_ID
 
-# Ids go into SQL; SQLite cannot even compare an integer past 64 bits.
+# Ids go into SQL: bounded by the INTEGER primary keys (see tokens.MAX_ID).
 Id = Annotated[int, pydantic.Field(ge=1, le=MAX_ID)]
 # Organisation, project, team and user names: the slugs of appliance/names.py, bounded here
 # so that no parameter is unbounded; a name that is not a slug simply matches nothing.
