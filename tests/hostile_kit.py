@@ -83,10 +83,6 @@ class ProjectObjects:
     merge_request: int = 0
 
     @property
-    def org(self) -> str:
-        return self.path.split("/")[0]
-
-    @property
     def name(self) -> str:
         return self.path.split("/")[1]
 
