@@ -167,6 +167,15 @@ def _connect(settings: LdapSettings, dn: str | None, password: str | None, *, se
         if settings.starttls and not connection.start_tls():
             raise DirectoryUnavailable(_UNAVAILABLE, f"StartTLS refused: {connection.result}")
         bound = connection.bind()
+    except ldap_errors.LDAPSASLPrepError as exc:
+        # The password holds characters SASLprep forbids (NUL, other controls): no directory
+        # would accept it, so it is a wrong password, not a directory that is down.
+        _close(connection)
+        if not service:
+            raise _WrongPassword from exc
+        raise DirectoryMisconfigured("Sign-in through the directory is not working: the appliance's service "
+                                     "account was refused. Tell your administrator.",
+                                     f"service bind as {dn or '(anonymous)'}: {exc}") from exc
     except ldap_errors.LDAPException as exc:
         _close(connection)
         raise DirectoryUnavailable(_UNAVAILABLE, f"{settings.url}: {type(exc).__name__}: {exc}") from exc
