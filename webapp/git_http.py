@@ -15,7 +15,7 @@ import math
 
 from flask import Blueprint, Response, current_app, redirect, request, url_for
 
-from appliance import repos
+from appliance import audit, repos
 from appliance.accounts import organisations, policy, ratelimit, tokens, users
 from appliance.errors import NotFound, ValidationError
 from appliance.hosting import protection, pushes, smart_http
@@ -86,27 +86,38 @@ def _serve(org: str, name: str, path_info: str):
         if project is None or not policy.can(s, user, "repository.read", project) or \
                 (token is not None and token.project_id not in (None, project.id)):
             return _text(404, f"Repository {org}/{name} not found.")
+        refusal = ""
         if token is not None and not tokens.scope_allows(token.scope, "write" if push else "read"):
-            return _text(403, f"This token has the {token.scope} scope; pushing needs a write token.")
-        if push and not policy.can(s, user, "repository.push", project):
-            return _text(403, f"You may read {project.path} but not push to it: pushing needs the Developer role.")
-        if push and project.mirror_url:
+            refusal = f"This token has the {token.scope} scope; pushing needs a write token."
+        elif push and not policy.can(s, user, "repository.push", project):
+            refusal = f"You may read {project.path} but not push to it: pushing needs the Developer role."
+        elif push and project.mirror_url:
             # The next fetch of the mirror would overwrite the pushed refs (it prunes and forces).
-            return _text(403, f"{project.path} mirrors {project.mirror_url}; push there instead.")
+            refusal = f"{project.path} mirrors {project.mirror_url}; push there instead."
+        if refusal:
+            if push:  # the session commits on return, with the refusal in the trail
+                audit.record(s, "git.push", actor=user, target=project.path, project=project,
+                             address=request.remote_addr or "", outcome="denied", detail=refusal)
+            return _text(403, refusal)
         project_id, project_path, default_branch = project.id, project.path, project.default_branch
         patterns = protection.patterns(s, project) if push else ()
         may_push_protected = push and policy.can(s, user, "repository.push_protected", project)
         user_id, username = user.id, user.username
 
+    address = request.remote_addr or ""
     max_push = app.config.git.max_push_bytes
     if push and request.content_length is not None and request.content_length > max_push:
         return _text(413, f"The push is larger than this appliance accepts ({max_push} bytes).")
     repo = repos.ensure_repository(app.config, project_id, default_branch)
 
     def on_push(updates: list[pushes.RefUpdate]) -> None:
-        log.info("push to %s by %s: %s", project_path, username,
-                 ", ".join(f"{u.ref} {u.old[:8]}..{u.new[:8]}" for u in updates))
-        app.emit_event("git.push", actor=username, project=project_path, detail=f"{len(updates)} refs")
+        moved = ", ".join(f"{u.ref} {u.old[:8]}..{u.new[:8]}" for u in updates[:50])
+        moved += f" and {len(updates) - 50} more" if len(updates) > 50 else ""
+        log.info("push to %s by %s: %s", project_path, username, moved)
+        # The refs moved in git, outside any transaction: the event gets one of its own.
+        with app.db.session() as s:
+            audit.record(s, "git.push", actor=s.get(User, user_id), target=project_path,
+                         project=s.get(Project, project_id), address=address, detail=moved)
         try:
             pushes.process_push(app, project_id, updates, user_id)
         except Exception:  # the push has landed; pipelines are best effort from here

@@ -17,6 +17,7 @@ from appliance.errors import NotFound, ValidationError
 from appliance.hosting import branches as hosting_branches
 from appliance.hosting import merge_requests
 from appliance.models import MergeRequest, PipelineRun, Project, User
+from webapp import auditing
 from webapp.forms import add_service_error
 from webapp.pipelines import done, load_project, project_args, prts
 
@@ -73,12 +74,11 @@ def new(org: str, name: str):
         try:
             mr = merge_requests.open_merge_request(
                 app, project.id, source=form.source_branch.data or "", target=form.target_branch.data or "",
-                title=form.title.data or "", description=form.description.data or "", author=current_user)
+                title=form.title.data or "", description=form.description.data or "", author=current_user,
+                origin=auditing.origin())
         except ValidationError as exc:
             add_service_error(form, exc)
         else:
-            app.emit_event("merge_request.opened", actor=current_user.username, project=project.path,
-                           detail=f"!{mr.number}")
             flash(f"Merge request !{mr.number} was opened.", "success")
             return done(url_for("merge_requests.show", number=mr.number, **project_args(project)))
     with app.db.session() as s:
@@ -127,15 +127,13 @@ def _set_state(org: str, name: str, number: int, state: str):
     with app.db.session() as s:
         project = load_project(s, org, name, "repository.push")
     try:
-        merge_requests.set_state(app, project.id, number, state, current_user)
+        merge_requests.set_state(app, project.id, number, state, current_user, auditing.origin())
     except NotFound:
         abort(404)
     except ValidationError as exc:
         flash(exc.message[0].upper() + exc.message[1:] + ".", "error")
     else:
         verb = "reopened" if state == "open" else "closed"
-        app.emit_event(f"merge_request.{verb}", actor=current_user.username, project=project.path,
-                       detail=f"!{number}")
         flash(f"Merge request !{number} was {verb}.", "success")
     return done(url_for("merge_requests.show", number=number, **project_args(project)))
 

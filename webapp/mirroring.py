@@ -20,10 +20,12 @@ from sqlalchemy import orm
 from wtforms import StringField
 from wtforms.validators import Length
 
+from appliance import audit
 from appliance.errors import ValidationError
 from appliance.hosting import inbound, mirror
 from appliance.models import Project
 from appliance.pipelines.secrets import SecretKeyError
+from webapp import auditing
 from webapp.forms import add_service_error
 from webapp.pipelines import done, load_project, project_args, prts
 
@@ -84,7 +86,8 @@ def save_url(org: str, name: str):
         if form.errors:
             return _page(s, project, form, status=422)
         url = project.mirror_url
-    app.emit_event("mirror.url_changed", actor=current_user.username, project=project.path, detail=url)
+        auditing.record(s, "mirror.url_changed", target=project.path, project=project,
+                        detail=audit.url_without_secrets(url) if url else "mirroring turned off")
     flash(f"The project now mirrors {url}." if url else "The project no longer mirrors a repository.", "success")
     return _back(project)
 
@@ -101,7 +104,7 @@ def generate_secret(org: str, name: str):
             log.error("cannot make the inbound webhook secret of %s: %s", project.path, exc)
             flash(KEY_PROBLEM, "error")
             return _back(project)
-        app.emit_event("mirror.secret_generated", actor=current_user.username, project=project.path)
+        auditing.record(s, "mirror.secret_generated", target=project.path, project=project)
         # Rendered here, not redirected to: this answer is the only place the secret appears.
         return _page(s, project, secret=secret)
 
@@ -113,8 +116,8 @@ def delete_secret(org: str, name: str):
     with app.db.session() as s:
         project = load_project(s, org, name, ACTION)
         inbound.remove_secret(s, project)
+        auditing.record(s, "mirror.secret_removed", target=project.path, project=project)
     flash("The webhook secret was removed; deliveries to this project are refused.", "success")
-    app.emit_event("mirror.secret_removed", actor=current_user.username, project=project.path)
     return _back(project)
 
 

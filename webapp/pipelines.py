@@ -30,7 +30,7 @@ from appliance.errors import NotFound, ValidationError
 from appliance.models import PipelineJob, PipelineJobNeed, PipelineRun, Project
 from appliance.models.pipeline_run import ACTIVE
 from appliance.pipelines import runs
-from webapp import dag
+from webapp import auditing, dag
 from webapp.extensions import htmx
 from webapp.forms import add_service_error
 
@@ -219,7 +219,7 @@ def start(org: str, name: str):
     problem: ValidationError | None = None
     if form.validate_on_submit():
         try:
-            run = runs.start_manual(app, project, ref, current_user)
+            run = runs.start_manual(app, project, ref, current_user, auditing.origin())
         except ValidationError as exc:
             problem = exc
     if problem is not None or form.errors:
@@ -229,7 +229,6 @@ def start(org: str, name: str):
             return render_template("partials/run_form.html", project=project, form=form), 422
         with app.db.session() as s:
             return _index(s, project, form, 422)
-    app.emit_event("pipeline.started", actor=current_user.username, project=project.path, detail=ref)
     flash(f"Pipeline #{run.number} was started for {ref}.", "success")
     return done(url_for("pipelines.run_page", number=run.number, **project_args(project)))
 
@@ -285,8 +284,7 @@ def cancel_run(org: str, name: str, number: int):
         run = load_run(s, project, number)
         was_active = is_active(run.status)
     if was_active:
-        runs.cancel_run(app, run.id)
-        app.emit_event("pipeline.canceled", actor=current_user.username, project=project.path, detail=str(run.id))
+        runs.cancel_run(app, run.id, auditing.origin())
         flash(f"Pipeline #{number} was canceled.", "success")
     else:
         flash(f"Pipeline #{number} had already finished.", "info")
@@ -301,11 +299,10 @@ def rerun_run(org: str, name: str, number: int):
         project = load_project(s, org, name, "pipeline.run")
         run = load_run(s, project, number)
     try:
-        new = runs.rerun_run(app, run.id, current_user)
+        new = runs.rerun_run(app, run.id, current_user, auditing.origin())
     except (ValidationError, NotFound) as exc:
         flash(f"Pipeline #{number} could not be run again: {getattr(exc, 'message', exc)}", "error")
         return done(url_for("pipelines.run_page", number=number, **project_args(project)))
-    app.emit_event("pipeline.started", actor=current_user.username, project=project.path, detail=f"rerun of #{number}")
     flash(f"Pipeline #{new.number} was started again from #{number}.", "success")
     return done(url_for("pipelines.run_page", number=new.number, **project_args(project)))
 

@@ -8,13 +8,14 @@ import logging
 
 import sqlalchemy as sa
 from flask import abort, current_app, flash, render_template, request, send_file, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 from jinja2 import TemplateNotFound
 from sqlalchemy import orm
 
 from appliance.errors import NotFound, ValidationError
 from appliance.models import Artifact, PipelineJob, PipelineJobNeed, PipelineRun, PipelineStep, Project
 from appliance.storage.objects import ObjectNotFound
+from webapp import auditing
 from webapp.extensions import htmx
 from webapp.pipelines import (bp, done, is_active, load_project, permissions, project_args, prts, state_token,
                               trigger_label, unchanged)
@@ -82,7 +83,7 @@ def cancel_job(org: str, name: str, job_id: int):
         job = load_job(s, project, job_id)
         job_name, was_active = job.name, is_active(job.status)
     if was_active:
-        runs.cancel_job(app, job_id)
+        runs.cancel_job(app, job_id, auditing.origin())
         flash(f"Job {job_name} was canceled.", "success")
     else:
         flash(f"Job {job_name} had already finished.", "info")
@@ -100,11 +101,10 @@ def rerun_job(org: str, name: str, job_id: int):
         job = load_job(s, project, job_id)
         job_name = job.name
     try:
-        runs.rerun_job(app, job_id)
+        runs.rerun_job(app, job_id, auditing.origin())
     except (ValidationError, NotFound) as exc:
         flash(f"Job {job_name} could not be run again: {getattr(exc, 'message', exc)}.", "error")
     else:
-        app.emit_event("pipeline.job_rerun", actor=current_user.username, project=project.path, detail=str(job_id))
         flash(f"Job {job_name} was queued again.", "success")
     return done(url_for("pipelines.job_page", job_id=job_id, **project_args(project)))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import abort, flash, render_template, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import orm
 from wtforms import StringField
@@ -17,6 +17,7 @@ from appliance.errors import ValidationError
 from appliance.models import PipelineRun, PipelineSchedule, Project
 from appliance.models.base import utcnow
 from appliance.pipelines import schedules
+from webapp import auditing
 from webapp.extensions import htmx
 from webapp.forms import add_service_error
 from webapp.pipelines import bp, done, load_project, permissions, project_args, prts
@@ -80,7 +81,8 @@ def add_schedule(org: str, name: str):
             if htmx:
                 return render_template("pipelines/_schedule_form.html", project=project, form=form), 422
             return _page(s, project, form, 422)
-    app.emit_event("pipeline.schedule_added", actor=current_user.username, project=project.path, detail=cron)
+        auditing.record(s, "schedule.added", target=f"{project.path} schedule {row.id}", project=project,
+                        detail=f"{cron} on {row.ref}")
     flash(f"The schedule \u201c{cron}\u201d was added.", "success")
     return done(url_for("pipelines.schedules_page", **project_args(project)))
 
@@ -94,6 +96,8 @@ def _set_enabled(org: str, name: str, schedule_id: int, enabled: bool):
             row.next_run_at = schedules.next_tick(row.cron, utcnow())
         row.enabled = enabled
         cron = row.cron
+        auditing.record(s, "schedule.enabled" if enabled else "schedule.disabled",
+                        target=f"{project.path} schedule {row.id}", project=project, detail=cron)
     flash(f"The schedule \u201c{cron}\u201d was {'enabled' if enabled else 'disabled'}.", "success")
     return done(url_for("pipelines.schedules_page", **project_args(project)))
 
@@ -117,6 +121,8 @@ def delete_schedule(org: str, name: str, schedule_id: int):
         project = load_project(s, org, name, "pipeline.settings")
         row = _load_schedule(s, project, schedule_id)
         cron = row.cron
+        auditing.record(s, "schedule.deleted", target=f"{project.path} schedule {row.id}", project=project,
+                        detail=cron)
         s.delete(row)
     flash(f"The schedule \u201c{cron}\u201d was deleted.", "success")
     return done(url_for("pipelines.schedules_page", **project_args(project)))

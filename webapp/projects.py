@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 from appliance.accounts import organisations, policy
 from appliance.errors import NotFound, ValidationError
 from appliance.models import Organisation
+from webapp import auditing
 from webapp.extensions import htmx
 from webapp.forms import ProjectForm, add_service_error
 
@@ -43,7 +44,7 @@ def new():
         except ValidationError as exc:
             add_service_error(form, exc)
             return _render_form(form, 422)
-    app.emit_event("project.created", actor=current_user.username, project=path)
+        auditing.record(s, "project.created", target=path, project=project)
     flash(f"Project {path} was created.", "success")
     target = url_for("projects.show", org=path.split("/")[0], name=path.split("/")[1])
     if htmx:

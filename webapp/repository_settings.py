@@ -14,6 +14,7 @@ from appliance.accounts import policy
 from appliance.errors import ValidationError
 from appliance.hosting import branches, protection
 from appliance.models import Project
+from webapp import auditing
 from webapp.forms import add_service_error
 from webapp.pipelines import done, load_project, project_args, prts
 
@@ -52,9 +53,11 @@ def index(org: str, name: str):
         return _page(s, load_project(s, org, name, "repository.read"))
 
 
-def _after(project: Project, message: str, detail: str):
-    prts().emit_event("repository.settings_changed", actor=current_user.username, project=project.path,
-                      detail=detail)
+def _record(session: orm.Session, project: Project, detail: str) -> None:
+    auditing.record(session, "repository.settings_changed", target=project.path, project=project, detail=detail)
+
+
+def _after(project: Project, message: str):
     flash(message, "success")
     return done(url_for("repository_settings.index", **project_args(project)))
 
@@ -73,7 +76,8 @@ def set_default_branch(org: str, name: str):
         if form.errors:
             return _page(s, project, branch_form=form, status=422)
         branch = project.default_branch
-    return _after(project, f"The default branch is now {branch}.", f"default_branch={branch}")
+        _record(s, project, f"default_branch={branch}")
+    return _after(project, f"The default branch is now {branch}.")
 
 
 @bp.post("/<org>/<name>/-/settings/repository/protected")
@@ -90,7 +94,8 @@ def protect(org: str, name: str):
                 add_service_error(form, exc)
         if form.errors:
             return _page(s, project, protect_form=form, status=422)
-    return _after(project, f"Branches matching {pattern} are now protected.", f"protect={pattern}")
+        _record(s, project, f"protect={pattern}")
+    return _after(project, f"Branches matching {pattern} are now protected.")
 
 
 @bp.post("/<org>/<name>/-/settings/repository/unprotect")
@@ -104,4 +109,5 @@ def unprotect(org: str, name: str):
         except ValidationError as exc:
             flash(exc.message[0].upper() + exc.message[1:] + ".", "error")
             return done(url_for("repository_settings.index", **project_args(project)))
-    return _after(project, f"Branches matching {pattern} are no longer protected.", f"unprotect={pattern}")
+        _record(s, project, f"unprotect={pattern}")
+    return _after(project, f"Branches matching {pattern} are no longer protected.")

@@ -26,6 +26,7 @@ from appliance.logmask import MIN_SECRET_BYTES
 from appliance.models import Project, ProjectVariable
 from appliance.pipelines import variables
 from appliance.pipelines.secrets import SecretBox, SecretKeyError
+from webapp import auditing
 from webapp.extensions import htmx
 from webapp.forms import PipelineSettingsForm, VariableForm, VariableValueForm, add_service_error
 from webapp.fresh import fresh_login_required
@@ -122,7 +123,8 @@ def add(org: str, name: str):
                 return render_template("partials/variable_form.html", project=project, form=form, variable=None), 422
             return _index(s, project, form, 422)
         secret = bool(form.secret.data)
-    app.emit_event("variable.set", actor=current_user.username, project=project.path, detail=var)
+        auditing.record(s, "variable.set", target=f"{project.path}:{var}", project=project,
+                        detail=f"added ({'secret' if secret else 'plain'})")  # the name only, never the value
     flash(f"The {'secret' if secret else 'variable'} {var} was added.", "success")
     return done(url_for("variables.index", **project_args(project)))
 
@@ -166,7 +168,8 @@ def update(org: str, name: str, var: str):
             forget_secret_input(form, was_secret)
             return _edit_page(project, row, form, 422)
         secret = row.is_secret
-    app.emit_event("variable.set", actor=current_user.username, project=project.path, detail=var)
+        auditing.record(s, "variable.set", target=f"{project.path}:{row.name}", project=project,
+                        detail=f"changed ({'secret' if secret else 'plain'})")  # the name only, never the value
     flash(f"The {'secret' if secret else 'variable'} {var} was saved.", "success")
     return done(url_for("variables.index", **project_args(project)))
 
@@ -190,7 +193,7 @@ def delete(org: str, name: str, var: str):
             variables.delete_variable(s, project, var)
         except NotFound:
             abort(404)
-    app.emit_event("variable.deleted", actor=current_user.username, project=project.path, detail=var)
+        auditing.record(s, "variable.deleted", target=f"{project.path}:{var}", project=project)
     flash(f"The variable {var} was deleted.", "success")
     return done(url_for("variables.index", **project_args(project)))
 
@@ -232,7 +235,8 @@ def save_pipeline_settings(org: str, name: str):
         if form.errors:
             # htmx picks the form out of the page (hx-select) and swaps it in place.
             return _settings_page(s, project, form, 422)
-        detail = f"job_concurrency={project.job_concurrency} cancel_superseded={project.cancel_superseded}"
-    app.emit_event("pipeline.settings_changed", actor=current_user.username, project=project.path, detail=detail)
+        auditing.record(s, "pipeline.settings_changed", target=project.path, project=project,
+                        detail=f"job_concurrency={project.job_concurrency} "
+                               f"cancel_superseded={project.cancel_superseded}")
     flash("The pipeline settings were saved.", "success")
     return done(url_for("variables.pipeline_settings", **project_args(project)))

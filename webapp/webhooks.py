@@ -15,17 +15,19 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, abort, flash, render_template, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import orm
 from wtforms import BooleanField, StringField
 from wtforms.validators import Length
 
+from appliance import audit
 from appliance.errors import ValidationError
 from appliance.hosting import outbound
 from appliance.models import Project, Webhook, WebhookDelivery
 from appliance.models.webhook import WEBHOOK_EVENTS
 from appliance.pipelines.secrets import SecretKeyError
+from webapp import auditing
 from webapp.extensions import htmx
 from webapp.forms import add_service_error
 from webapp.pipelines import done, load_project, project_args, prts, state_token, unchanged
@@ -139,7 +141,8 @@ def add(org: str, name: str):
             log.error("cannot make a webhook secret for %s: %s", project.path, exc)
             form.form_errors.append(KEY_PROBLEM)
             return _index(s, project, form, status=422)
-        app.emit_event("webhook.created", actor=current_user.username, project=project.path, detail=webhook.url)
+        auditing.record(s, "webhook.created", target=f"{project.path} webhook {webhook.id}", project=project,
+                        detail=f"{audit.url_without_secrets(webhook.url)} events={webhook.events}")
         # Rendered here, not redirected to: this answer is the only place the secret appears.
         return _index(s, project, created=webhook, secret=secret)
 
@@ -205,8 +208,9 @@ def update(org: str, name: str, webhook_id: int):
         if form.errors or form.form_errors:
             s.refresh(webhook)
             return _show(s, project, webhook, form, status=422)
-        detail = f"{webhook.url} events={webhook.events} active={webhook.active}"
-    app.emit_event("webhook.changed", actor=current_user.username, project=project.path, detail=detail)
+        auditing.record(s, "webhook.changed", target=f"{project.path} webhook {webhook.id}", project=project,
+                        detail=f"{audit.url_without_secrets(webhook.url)} events={webhook.events} "
+                               f"active={webhook.active}")
     flash("The webhook was saved.", "success")
     return _back(project, webhook_id)
 
@@ -224,8 +228,8 @@ def regenerate_secret(org: str, name: str, webhook_id: int):
             log.error("cannot make a webhook secret for %s: %s", project.path, exc)
             flash(KEY_PROBLEM, "error")
             return _back(project, webhook_id)
-        app.emit_event("webhook.secret_regenerated", actor=current_user.username, project=project.path,
-                       detail=webhook.url)
+        auditing.record(s, "webhook.secret_regenerated", target=f"{project.path} webhook {webhook.id}",
+                        project=project, detail=audit.url_without_secrets(webhook.url))
         return _show(s, project, webhook, secret=secret)
 
 
@@ -237,8 +241,9 @@ def delete(org: str, name: str, webhook_id: int):
         project = load_project(s, org, name, ACTION)
         webhook = _load_webhook(s, project, webhook_id)
         url = webhook.url
+        auditing.record(s, "webhook.deleted", target=f"{project.path} webhook {webhook.id}", project=project,
+                        detail=audit.url_without_secrets(url))
         outbound.delete_webhook(s, webhook)
-    app.emit_event("webhook.deleted", actor=current_user.username, project=project.path, detail=url)
     flash(f"The webhook to {url} was deleted.", "success")
     return done(url_for("webhooks.index", **project_args(project)))
 

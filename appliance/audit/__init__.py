@@ -6,6 +6,6 @@ to the analytics store (see ``appliance.audit.shipping``); ``appliance.audit.cha
 verifies the hash chain.
 """
 
-from appliance.audit.trail import GENESIS_HASH, SYSTEM, Origin, Outcome, event_hash, record
+from appliance.audit.trail import GENESIS_HASH, SYSTEM, Origin, Outcome, event_hash, record, url_without_secrets
 
-__all__ = ["GENESIS_HASH", "SYSTEM", "Origin", "Outcome", "event_hash", "record"]
+__all__ = ["GENESIS_HASH", "SYSTEM", "Origin", "Outcome", "event_hash", "record", "url_without_secrets"]

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import urllib.parse
 from typing import Literal
 
 import sqlalchemy as sa
@@ -115,3 +116,16 @@ class Origin:
 
 
 SYSTEM = Origin("system")
+
+
+def url_without_secrets(url: str) -> str:
+    """A URL fit for the trail: without user:password, query or fragment, which often carry
+    tokens (``https://x:TOKEN@host/...``, ``?token=...``)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unreadable URL)"
+    host = f"[{host}]" if ":" in host else host
+    return urllib.parse.urlunsplit((parts.scheme, host + port, parts.path, "", ""))

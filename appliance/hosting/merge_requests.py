@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from appliance import repos
+from appliance import audit, repos
 from appliance.errors import NotFound, ValidationError
 from appliance.hosting import branches, pushes
 from appliance.models import MergeRequest, Project, User
@@ -20,7 +20,8 @@ from appliance.models.base import utcnow
 
 
 def open_merge_request(app, project_id: int, *, source: str, target: str, title: str, description: str = "",
-                       author: User | None) -> MergeRequest:
+                       author: User | None, origin: audit.Origin | None = None) -> MergeRequest:
+    """Open a merge request; audited as ``merge_request.opened`` by ``origin`` (default: the author)."""
     source, target, title = source.strip(), target.strip(), title.strip()
     repos.check_ref(source, "source_branch")
     repos.check_ref(target, "target_branch")
@@ -49,6 +50,8 @@ def open_merge_request(app, project_id: int, *, source: str, target: str, title:
                           author_id=author.id if author else None)
         s.add(mr)
         s.flush()
+        (origin or audit.Origin(author)).record(s, "merge_request.opened", target=f"{project.path}!{number}",
+                                                project=project, detail=f"{source} into {target}")
         s.expunge(mr)
     pushes.pull_request_run(app, project_id, mr, "opened", author.id if author else None)
     return mr
@@ -69,8 +72,9 @@ def list_merge_requests(session: orm.Session, project: Project, state: str = "op
     return list(session.scalars(query.order_by(MergeRequest.number.desc())))
 
 
-def set_state(app, project_id: int, number: int, state: str, actor: User | None) -> MergeRequest:
-    """Close an open merge request or reopen a closed one."""
+def set_state(app, project_id: int, number: int, state: str, actor: User | None,
+              origin: audit.Origin | None = None) -> MergeRequest:
+    """Close an open merge request or reopen a closed one; audited by ``origin`` (default: the actor)."""
     if state not in ("open", "closed"):
         raise ValidationError("state", "a merge request can only be closed or reopened here")
     with app.db.session() as s:
@@ -82,7 +86,9 @@ def set_state(app, project_id: int, number: int, state: str, actor: User | None)
             raise ValidationError("state", f"!{number} is already {state}")
         mr.state, mr.updated_at = state, utcnow()
         s.flush()
+        action = "reopened" if state == "open" else "closed"
+        (origin or audit.Origin(actor)).record(s, f"merge_request.{action}", target=f"{project.path}!{number}",
+                                               project=project)
         s.expunge(mr)
-    action = "reopened" if state == "open" else "closed"
     pushes.pull_request_run(app, project_id, mr, action, actor.id if actor else None)
     return mr

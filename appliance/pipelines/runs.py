@@ -16,7 +16,7 @@ from dataclasses import asdict
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from appliance import repos
+from appliance import audit, repos
 from appliance.errors import NotFound, ValidationError
 from appliance.hosting import outbound
 from appliance.models import PipelineJob, PipelineJobNeed, PipelineRun, PipelineStep, Project, Status, User
@@ -104,9 +104,29 @@ def _check_executors(plan: Plan, default_executor: str) -> str:
 
 
 def create_run(app, session: orm.Session, project: Project, event: Event, source: bytes | str, *,
-               actor_id: int | None = None, schedule_id: int | None = None, check_triggers: bool = True
+               actor_id: int | None = None, schedule_id: int | None = None, check_triggers: bool = True,
+               origin: audit.Origin | None = None, note: str = ""
                ) -> tuple[PipelineRun | None, dispatch.Transition]:
-    """Plan and store a run of ``source`` for ``event`` in the caller's transaction."""
+    """Plan and store a run of ``source`` for ``event`` in the caller's transaction, and
+    record it in the audit trail there: every trigger (push, schedule, webhook, manual,
+    rerun) passes here. Without an ``origin`` the actor is the triggering account, or
+    "system" when there is none (a schedule)."""
+    run, transition = _plan_and_store(app, session, project, event, source, actor_id=actor_id,
+                                      schedule_id=schedule_id, check_triggers=check_triggers)
+    if run is not None:
+        if origin is None:
+            actor = session.get(User, actor_id) if actor_id is not None else None
+            origin = audit.Origin(actor) if actor is not None else audit.SYSTEM
+        detail = f"{event.kind} of {event.ref} at {event.commit[:12]}" + (f", {note}" if note else "")
+        if run.status == Status.FAILED.value:
+            detail += ", failed at once: " + run.error[:200]
+        origin.record(session, "run.started", target=f"{project.path}#{run.number}", project=project, detail=detail)
+    return run, transition
+
+
+def _plan_and_store(app, session: orm.Session, project: Project, event: Event, source: bytes | str, *,
+                    actor_id: int | None, schedule_id: int | None, check_triggers: bool
+                    ) -> tuple[PipelineRun | None, dispatch.Transition]:
     text = source.decode("utf-8", errors="replace") if isinstance(source, bytes) else source
     cfg = app.config.pipelines
     try:
@@ -180,7 +200,7 @@ def publish_status(app, kind: str, ident: int) -> None:
 
 def trigger(app, project_id: int, ref: str, commit: str, event: str, changed_paths: list[str] | None = None, *,
             actor_id: int | None = None, schedule_id: int | None = None,
-            pull_request_action: str = "") -> PipelineRun | None:
+            pull_request_action: str = "", origin: audit.Origin | None = None) -> PipelineRun | None:
     """Start a run of the project's pipeline at ``commit`` for an event, if its triggers
     match. Returns the run (possibly a failed one explaining a bad pipeline file), or None
     when the commit has no pipeline file or no trigger matches. Git hosting calls this on
@@ -198,13 +218,16 @@ def trigger(app, project_id: int, ref: str, commit: str, event: str, changed_pat
         project = s.get(Project, project_id)
         if project is None:
             raise NotFound(f"project {project_id}")
-        run, transition = create_run(app, s, project, ev, source, actor_id=actor_id, schedule_id=schedule_id)
+        run, transition = create_run(app, s, project, ev, source, actor_id=actor_id, schedule_id=schedule_id,
+                                     origin=origin)
     announce(app, transition)
     return run
 
 
-def start_manual(app, project: Project, ref: str, actor: User | None) -> PipelineRun:
-    """A run started by a person (page, API or CLI) for a branch, tag or commit."""
+def start_manual(app, project: Project, ref: str, actor: User | None,
+                 origin: audit.Origin | None = None) -> PipelineRun:
+    """A run started by a person (page, API or CLI) for a branch, tag or commit; audited as
+    ``run.started`` by ``origin`` (default: ``actor``, without an address)."""
     repo = repos.repository_path(app.config, project.id)
     try:
         full_ref, commit = repos.resolve(repo, ref)
@@ -214,7 +237,8 @@ def start_manual(app, project: Project, ref: str, actor: User | None) -> Pipelin
         raise ValidationError("ref", f"the project's repository cannot be read: {exc}") from None
     if not full_ref.startswith("refs/"):  # a bare commit id: run it as of the default branch
         full_ref = f"refs/heads/{project.default_branch}"
-    run = trigger(app, project.id, full_ref, commit, "manual", None, actor_id=actor.id if actor else None)
+    run = trigger(app, project.id, full_ref, commit, "manual", None, actor_id=actor.id if actor else None,
+                  origin=origin)
     if run is None:
         if repos.read_file(repo, commit, PIPELINE_FILE) is None:
             raise ValidationError("ref", f"{ref} has no {PIPELINE_FILE}")
@@ -222,25 +246,43 @@ def start_manual(app, project: Project, ref: str, actor: User | None) -> Pipelin
     return run
 
 
-def cancel_run(app, run_id: int) -> None:
+def _run_target(session: orm.Session, run_id: int) -> tuple[Project, str]:
+    run = session.get(PipelineRun, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id}")
+    project = session.get(Project, run.project_id)
+    return project, f"{project.path}#{run.number}"
+
+
+def _job_target(session: orm.Session, job: PipelineJob) -> tuple[Project, str]:
+    project, run_target = _run_target(session, job.run_id)
+    return project, f"{run_target} job {job.name}"
+
+
+def cancel_run(app, run_id: int, origin: audit.Origin = audit.SYSTEM) -> None:
+    """Cancel the run's unfinished jobs; audited as ``run.canceled`` by ``origin``."""
     with app.db.session() as s:
+        project, target = _run_target(s, run_id)
         jobs = s.scalars(sa.select(PipelineJob).where(PipelineJob.run_id == run_id)).all()
         transition = dispatch.cancel_jobs(s, list(jobs), "canceled")
         transition.changed_runs.add(run_id)
         dispatch.update_run_status(s, run_id)
+        origin.record(s, "run.canceled", target=target, project=project)
     announce(app, transition)
 
 
-def cancel_job(app, job_id: int) -> None:
+def cancel_job(app, job_id: int, origin: audit.Origin = audit.SYSTEM) -> None:
     with app.db.session() as s:
         job = s.get(PipelineJob, job_id)
         if job is None:
             raise NotFound(f"job {job_id}")
         transition = dispatch.cancel_jobs(s, [job], "canceled")
+        project, target = _job_target(s, job)
+        origin.record(s, "job.canceled", target=target, project=project)
     announce(app, transition)
 
 
-def rerun_job(app, job_id: int) -> None:
+def rerun_job(app, job_id: int, origin: audit.Origin = audit.SYSTEM) -> None:
     """Run a finished job again as a new attempt; jobs skipped because of it run after it."""
     with app.db.session() as s:
         job = s.get(PipelineJob, job_id)
@@ -251,10 +293,12 @@ def rerun_job(app, job_id: int) -> None:
         if job.skipped_by_condition:
             raise ValidationError("job", f"{job.name} was skipped by its `when` condition")
         transition = dispatch.reopen(s, job)
+        project, target = _job_target(s, job)
+        origin.record(s, "job.rerun", target=target, project=project, detail=f"attempt {job.attempt}")
     announce(app, transition)
 
 
-def rerun_run(app, run_id: int, actor: User | None) -> PipelineRun:
+def rerun_run(app, run_id: int, actor: User | None, origin: audit.Origin | None = None) -> PipelineRun:
     """A new run of the same pipeline file, commit and event."""
     with app.db.session() as s:
         old = s.get(PipelineRun, run_id)
@@ -263,6 +307,7 @@ def rerun_run(app, run_id: int, actor: User | None) -> PipelineRun:
         project = s.get(Project, old.project_id)
         ev = Event(kind=old.event, ref=old.ref, commit=old.commit_sha)
         run, transition = create_run(app, s, project, ev, old.source, actor_id=actor.id if actor else None,
-                                     schedule_id=old.schedule_id, check_triggers=False)
+                                     schedule_id=old.schedule_id, check_triggers=False, origin=origin,
+                                     note=f"rerun of #{old.number}")
     announce(app, transition)
     return run

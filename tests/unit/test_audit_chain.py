@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from appliance.audit import GENESIS_HASH, event_hash
+from appliance.audit import GENESIS_HASH, event_hash, url_without_secrets
 from appliance.models import AuditEvent
 
 AT = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
@@ -44,3 +44,13 @@ def test_fields_cannot_be_shifted_into_each_other():
     assert event_hash(make_event(actor="al", target="ice" + "acme/web:TOKEN")) != \
         event_hash(make_event(actor="alice", target="acme/web:TOKEN"))
 
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://bot:TOKEN@git.example.com:8443/a/b.git?private_token=T#x", "https://git.example.com:8443/a/b.git"),
+    ("http://[2001:db8::1]:9/hook?sig=abc", "http://[2001:db8::1]:9/hook"),
+    ("https://example.com", "https://example.com"),
+    ("http://[::1", "(an unreadable URL)"),
+])
+def test_urls_lose_their_secrets_before_the_trail(url, shown):
+    assert url_without_secrets(url) == shown
