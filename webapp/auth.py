@@ -223,6 +223,9 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
+_PROVIDER_LABELS = {"github": "GitHub", "gitlab": "GitLab"}
+
+
 def _sso_restarts(s, user: User, next_url: str) -> list[tuple[str, str]]:
     """(label, URL) of the single sign-on providers that can confirm this account, as far as
     the sign-in endpoints exist in this appliance."""
@@ -230,9 +233,9 @@ def _sso_restarts(s, user: User, next_url: str) -> list[tuple[str, str]]:
     providers = s.scalars(sa.select(ExternalIdentity.provider).where(
         ExternalIdentity.user_id == user.id, ExternalIdentity.provider != "ldap").order_by(ExternalIdentity.provider))
     for provider in providers:
-        kind, _, name = provider.partition(":")
+        kind, _, name = provider.partition(":")  # "oidc:<name>", "github", "gitlab"
         try:
-            links.append((name or kind.capitalize(), url_for("sso.start", provider=kind, next=next_url)))
+            links.append((name or _PROVIDER_LABELS.get(kind, kind), url_for("sso.start", provider=kind, next=next_url)))
         except BuildError:
             continue
     return links

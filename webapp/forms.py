@@ -2,11 +2,18 @@
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError as FieldError
+
+
+def _printable(_form, field) -> None:
+    # No account name holds control characters, and PostgreSQL refuses a NUL in any text
+    # parameter: such a name is a wrong name, refused before it reaches a query.
+    if field.data and not field.data.isprintable():
+        raise FieldError(f"{field.label.text} must not contain control characters.")
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(), Length(max=254)],
+    username = StringField("Username", validators=[DataRequired(), Length(max=254), _printable],
                            render_kw={"autocomplete": "username", "autofocus": True})
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)],
                              render_kw={"autocomplete": "current-password"})

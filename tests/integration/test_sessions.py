@@ -277,3 +277,9 @@ def test_prune_deletes_only_sessions_that_can_never_sign_in_again(site, web):
         assert sessions.prune(s, sessions.SessionLimits.from_config(site.config)) == 3
     assert [r.id for r in rows(site)] == [live.id]
     assert signed_in(clients[0])
+
+
+@pytest.mark.parametrize("username", ["alice\x00", "al\nice", "\x1b[2Jalice"])
+def test_a_name_with_control_characters_is_a_wrong_name_not_a_server_error(site, web, username):
+    answer = AuthActions(web.test_client()).login(username, PASSWORD)
+    assert answer.status_code == 400 and "Invalid username or password." in answer.get_data(as_text=True)
