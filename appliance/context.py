@@ -7,7 +7,6 @@ opened on first use so a command that needs only the database never loads chdb.
 from __future__ import annotations
 
 import functools
-import logging
 
 from appliance.config import Config
 from appliance.db import Database
@@ -15,8 +14,6 @@ from appliance.storage.analytics import Analytics, make_analytics
 from appliance.storage.objects import make_object_store
 from appliance.storage.pubsub import make_pubsub
 from appliance.storage.queue import make_huey
-
-log = logging.getLogger(__name__)
 
 
 class Appliance:
@@ -33,7 +30,7 @@ class Appliance:
 
     @functools.cached_property
     def tasks(self):
-        """The registered Huey tasks by name: ``app.tasks.record_event(...)`` enqueues."""
+        """The registered Huey tasks by name: ``app.tasks.run_job(job_id)`` enqueues."""
         from appliance.tasks import register_tasks
 
         return register_tasks(self.huey, self)
@@ -49,14 +46,6 @@ class Appliance:
     @functools.cached_property
     def analytics(self) -> Analytics:
         return make_analytics(self.config)
-
-    def emit_event(self, kind: str, **fields: str) -> None:
-        """Record an analytics event through the queue. Best effort: an event is not worth
-        failing the user's request for, so a queue failure is logged and the request goes on."""
-        try:
-            self.tasks.record_event(kind, **fields)
-        except Exception:  # any queue backend error (Redis down, SQLite locked)
-            log.warning("could not enqueue event %s", kind, exc_info=True)
 
     def close(self) -> None:
         for name in ("db", "pubsub", "analytics"):

@@ -20,10 +20,6 @@ log = logging.getLogger(__name__)
 def register_tasks(huey: Huey, app) -> SimpleNamespace:
     """Register the appliance's tasks on ``huey``; returns them by name for enqueueing."""
 
-    @huey.task(retries=3, retry_delay=5)
-    def record_event(kind: str, actor: str = "", project: str = "", detail: str = "") -> None:
-        analytics.record_event(app.analytics, kind, actor=actor, project=project, detail=detail)
-
     @huey.periodic_task(crontab(minute="*/15"))
     def prune_login_attempts() -> None:
         # Sign-in state that can no longer matter: failures past the window, and sessions
@@ -78,7 +74,7 @@ def register_tasks(huey: Huey, app) -> SimpleNamespace:
         # Retries that came due, and first attempts whose queue message was lost.
         outbound.deliver_due(app)
 
-    return SimpleNamespace(record_event=record_event, prune_login_attempts=prune_login_attempts, run_job=run_job,
+    return SimpleNamespace(prune_login_attempts=prune_login_attempts, run_job=run_job,
                            reconcile_jobs=reconcile_jobs, run_schedules=run_schedules,
                            expire_artifacts=expire_artifacts, fetch_mirror=fetch_mirror,
                            deliver_webhook=deliver_webhook, retry_webhooks=retry_webhooks,

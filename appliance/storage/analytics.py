@@ -286,13 +286,3 @@ def migrate_analytics(analytics: Analytics) -> list[int]:
         analytics.insert("schema_versions", ["version", "applied_at"], [(version, dt.datetime.now(dt.timezone.utc))])
         applied.append(version)
     return applied
-
-
-def record_event(analytics: Analytics, kind: str, *, actor: str = "", project: str = "", detail: str = "",
-                 at: dt.datetime | None = None) -> None:
-    at = at or dt.datetime.now(dt.timezone.utc)
-    analytics.insert(
-        "events",
-        ["at", "at_ms", "kind", "actor", "project", "detail"],
-        [(at.replace(microsecond=0), at.microsecond // 1000, kind, actor, project, detail)],
-    )

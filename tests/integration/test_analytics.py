@@ -5,7 +5,7 @@ import multiprocessing
 
 import pytest
 
-from appliance.storage.analytics import SCHEMA, AnalyticsError, make_analytics, migrate_analytics, quote, record_event
+from appliance.storage.analytics import SCHEMA, AnalyticsError, make_analytics, migrate_analytics, quote
 from conftest import make_config
 
 UTC = dt.timezone.utc
@@ -22,6 +22,14 @@ def test_schema_migrates_once(analytics):
     assert migrate_analytics(analytics) == [version for version, _ in SCHEMA]
     assert migrate_analytics(analytics) == []
     assert analytics.query("SELECT count() FROM events") == [(0,)]
+
+
+def record_event(analytics, kind: str, *, actor: str = "", project: str = "", detail: str = "",
+                 at: dt.datetime | None = None) -> None:
+    """A row of the schema's ``events`` table, DateTime plus milliseconds."""
+    at = at or dt.datetime.now(UTC)
+    analytics.insert("events", ["at", "at_ms", "kind", "actor", "project", "detail"],
+                     [(at.replace(microsecond=0), at.microsecond // 1000, kind, actor, project, detail)])
 
 
 def test_insert_and_query_with_params(analytics):

@@ -72,24 +72,29 @@ def test_failed_task_is_retried(huey):
     assert value == "done" and len(attempts) == 3
 
 
-def test_record_event_task_reaches_analytics(tmp_path, queue_values):
-    """The real task chain of the appliance: enqueue -> consumer -> chdb."""
-    app = Appliance(make_config(tmp_path, **queue_values))
+def test_audit_shipping_task_reaches_analytics(tmp_path, queue_values):
+    """The real task chain of the appliance: database outbox -> enqueue -> consumer -> chdb."""
+    from appliance import audit, migrate
     from appliance.storage.analytics import migrate_analytics
 
+    app = Appliance(make_config(tmp_path, **queue_values))
+    migrate.upgrade(app.db)
     migrate_analytics(app.analytics)
-    app.emit_event("project.created", actor="alice", project="acme/web")
+    with app.db.session() as s:
+        audit.record(s, "project.created", actor="alice", target="acme/web")
+    app.tasks.ship_audit_events()  # the periodic task, enqueued now rather than on the minute
     consumer, thread = _run_consumer(app.huey)
     try:
         deadline = time.monotonic() + 20
         rows = []
         while time.monotonic() < deadline and not rows:
-            rows = app.analytics.query("SELECT kind, actor, project FROM events")
+            rows = app.analytics.query("SELECT seq, action, actor, target FROM audit_events")
             time.sleep(0.2)
     finally:
         consumer.stop(graceful=True)
         thread.join(10)
-    assert rows == [("project.created", "alice", "acme/web")]
+        app.close()
+    assert rows == [(1, "project.created", "alice", "acme/web")]
 
 
 def test_ping(huey):
