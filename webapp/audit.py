@@ -35,9 +35,8 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    actor = StringField("Actor", validators=[Length(max=search.MAX_TEXT)], render_kw=_TEXT_KW | {"placeholder": "alice"})
-    action = StringField("Action starts with", validators=[Length(max=search.MAX_TEXT)],
-                         render_kw=_TEXT_KW | {"placeholder": "run."})
+    actor = StringField("Actor", validators=[Length(max=search.MAX_TEXT)], render_kw=_TEXT_KW)
+    action = StringField("Action starts with", validators=[Length(max=search.MAX_TEXT)], render_kw=_TEXT_KW)
     target = StringField("Target contains", validators=[Length(max=search.MAX_TEXT)], render_kw=_TEXT_KW)
     since = StringField("From (UTC)", render_kw={"type": "date"})
     until = StringField("To (UTC)", render_kw={"type": "date"})
