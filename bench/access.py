@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/access.py audit [--events 400] [--threads 4] [--servers]
     .venv/bin/python bench/access.py policy [--checks 2000] [--servers]
+    .venv/bin/python bench/access.py ldap [--signins 100]
 
 ``audit``: a small state-changing transaction (one UPDATE and its commit, like most
 settings changes) timed alone and with ``audit.record`` in the same transaction — the
@@ -14,6 +15,12 @@ without auditing, and their ratio).
 organisation and directly on the project — the common case of the most-specific-scope
 rules — against the cheapest possible check, one primary-key SELECT of the same user,
 as the reference: the ratio says how many such round trips a permission check costs.
+
+``ldap``: a directory sign-in through ``identity.authenticate_password`` against a real
+slapd (service bind, search, user bind, group search, then the local account and group
+mapping sync in the database) beside the reference, the same LDAP work done bare with
+ldap3 (service bind, search, user bind, group search; no database): the ratio is what the
+appliance adds. A local argon2id sign-in is printed for scale.
 
 ``--servers`` runs on a PostgreSQL server started on a free loopback port
 (tests/servers.py) instead of the embedded SQLite database.
@@ -151,6 +158,95 @@ def bench_policy(args) -> None:
         app.close()
 
 
+LDAP_PASSWORD = "directory password of the bench"
+
+
+def _directory(server) -> dict:
+    base = server.base_dn
+    server.add_ldif(f"""\
+dn: ou=people,{base}
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,{base}
+objectClass: organizationalUnit
+ou: groups
+
+dn: cn=reader,{base}
+objectClass: person
+cn: reader
+sn: Reader
+userPassword: {LDAP_PASSWORD}
+
+dn: uid=dana,ou=people,{base}
+objectClass: inetOrgPerson
+uid: dana
+cn: Dana
+sn: Bench
+mail: dana@example.test
+userPassword: {LDAP_PASSWORD}
+
+dn: cn=devs,ou=groups,{base}
+objectClass: groupOfNames
+cn: devs
+member: uid=dana,ou=people,{base}
+""")
+    return {"auth__ldap__url": server.url, "auth__ldap__bind_dn": f"cn=reader,{base}",
+            "auth__ldap__bind_password": LDAP_PASSWORD, "auth__ldap__user_base": f"ou=people,{base}",
+            "auth__ldap__group_base": f"ou=groups,{base}",
+            "auth__ldap__group_mappings": f"cn=devs,ou=groups,{base}=bench/devs"}
+
+
+def _bare_ldap_signin(values: dict, username: str) -> None:
+    import ldap3
+    from ldap3.utils.conv import escape_filter_chars
+
+    server = ldap3.Server(values["auth__ldap__url"], get_info=ldap3.NONE)
+    with ldap3.Connection(server, values["auth__ldap__bind_dn"], LDAP_PASSWORD, auto_bind=True) as service:
+        service.search(values["auth__ldap__user_base"], f"(uid={escape_filter_chars(username)})",
+                       attributes=["mail", "cn"], size_limit=2)
+        dn = service.entries[0].entry_dn
+        with ldap3.Connection(server, dn, LDAP_PASSWORD, auto_bind=True):
+            pass
+        service.search(values["auth__ldap__group_base"], f"(member={escape_filter_chars(dn)})", attributes=[])
+
+
+def bench_ldap(args) -> None:
+    from servers import LdapServer
+
+    from appliance.accounts import identity
+
+    with tempfile.TemporaryDirectory() as tmp_name, LdapServer(Path(tmp_name) / "ldap") as server:
+        tmp = Path(tmp_name)
+        values = _directory(server)
+        app = Appliance(make_config(tmp / "data", **values))
+        migrate.upgrade(app.db)
+        with app.db.session() as s:
+            organisations.create_organisation(s, "bench")
+            users.create_user(s, "local", PASSWORD)
+
+        def appliance_signin(name: str, password: str) -> None:
+            with app.db.session() as s:
+                user, _ = identity.authenticate_password(app.config, s, name, password)
+                assert user is not None
+
+        appliance_signin("dana", LDAP_PASSWORD)  # first sign-in makes the account and the team
+        timings = {}
+        for label, fn in (("appliance", lambda: appliance_signin("dana", LDAP_PASSWORD)),
+                          ("bare ldap3", lambda: _bare_ldap_signin(values, "dana")),
+                          ("local argon2id", lambda: appliance_signin("local", PASSWORD))):
+            samples = []
+            for _ in range(args.signins):
+                t0 = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - t0)
+            timings[label] = percentile(samples, 0.5) * 1000
+        print(f"LDAP sign-in against slapd, {args.signins} each, p50: appliance {timings['appliance']:.1f} ms, "
+              f"bare ldap3 {timings['bare ldap3']:.1f} ms; ratio {timings['appliance'] / timings['bare ldap3']:.2f}x "
+              f"(local argon2id sign-in for scale: {timings['local argon2id']:.1f} ms)")
+        app.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,8 +257,10 @@ def main() -> None:
     p = sub.add_parser("policy")
     p.add_argument("--checks", type=int, default=2000)
     p.add_argument("--servers", action="store_true")
+    ld = sub.add_parser("ldap")
+    ld.add_argument("--signins", type=int, default=100)
     args = parser.parse_args()
-    {"audit": bench_audit, "policy": bench_policy}[args.command](args)
+    {"audit": bench_audit, "policy": bench_policy, "ldap": bench_ldap}[args.command](args)
 
 
 if __name__ == "__main__":
