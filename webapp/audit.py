@@ -16,6 +16,7 @@ from flask import Blueprint, Response, abort, render_template, request, stream_w
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
 from appliance.audit import search
@@ -40,7 +41,8 @@ class AuditFilterForm(FlaskForm):
     target = StringField("Target contains", validators=[Length(max=search.MAX_TEXT)], render_kw=_TEXT_KW)
     since = StringField("From (UTC)", render_kw={"type": "date"})
     until = StringField("To (UTC)", render_kw={"type": "date"})
-    outcome = SelectField("Outcome", choices=[("", "Any")] + [(o, o.capitalize()) for o in search.OUTCOMES])
+    outcome = SelectField("Outcome", choices=[SelectChoice("", "Any")] +
+                          [SelectChoice(o, o.capitalize()) for o in search.OUTCOMES])
 
 
 def _filter_from_request(project: Project | None) -> tuple[AuditFilterForm, search.AuditFilter | None]:
