@@ -70,6 +70,7 @@ def run(project: str, ref: str | None, wait: bool) -> None:
     """Start a run of PROJECT's pipeline (ORG/NAME), as the Run pipeline button does."""
     import time
 
+    from appliance import audit
     from appliance.accounts import organisations
     from appliance.cli import Fail, _appliance, _require_backends
     from appliance.errors import NotFound, ValidationError
@@ -82,7 +83,7 @@ def run(project: str, ref: str | None, wait: bool) -> None:
         with app.db.session() as s:
             target = organisations.get_project(s, project)
             _ = target.organisation
-        started = runs.start_manual(app, target, ref or target.default_branch, None)
+        started = runs.start_manual(app, target, ref or target.default_branch, None, audit.Origin("cli"))
     except (NotFound, ValidationError) as exc:
         raise Fail(str(exc)) from None
     click.echo(f"{target.path}: run #{started.number} started ({started.status}) for {started.ref} "

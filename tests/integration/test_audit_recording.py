@@ -107,3 +107,13 @@ def test_a_refused_push_is_recorded_as_denied(client, appliance, project_id):
     (denied,) = events(appliance, "git.push")
     assert (denied.actor, denied.outcome, denied.target) == ("stranger", "denied", "acme/web")
     assert "pushing needs the Developer role" in denied.detail
+
+
+def test_a_run_started_from_the_shell_is_the_clis(appliance, project_id, db_values):
+    from test_cli import prts
+
+    env = {"PRTS_DATABASE_URL": db_values["database__url"]} if db_values else {}
+    result = prts(appliance.config.data_path, "pipeline", "run", "acme/web", **env)
+    assert result.returncode == 0, result.stderr
+    (started,) = events(appliance, "run.started")
+    assert (started.actor, started.target) == ("cli", "acme/web#1")
