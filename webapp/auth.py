@@ -98,7 +98,8 @@ def login():
         username = form.username.data.strip()
         with app.db.session() as s:
             until = ratelimit.locked_until(s, limits, username, _address())
-            user, method = (None, "") if until else identity.authenticate_password(app.config, s, username, form.password.data)
+            user, method = (None, "") if until else identity.authenticate_password(
+                app.config, s, username, form.password.data, address=_address())
             if until:
                 error, status = _lockout_message(until), 429
                 _failed(s, username, "locked", count=False)
@@ -262,7 +263,8 @@ def reauthenticate():
                 error, status = _lockout_message(until), 429
                 _failed(s, user.username, "locked", count=False)
             else:
-                proved, _ = identity.authenticate_password(app.config, s, user.username, form.password.data)
+                proved, _ = identity.authenticate_password(app.config, s, user.username, form.password.data,
+                                                         address=_address())
             if proved is not None and proved.id == user.id:
                 confirmed = True
                 sessions.reauthenticated(s, session.get(SESSION_ID_KEY, ""))
