@@ -159,15 +159,21 @@ def admin(appliance):
         return users.create_user(s, "root", ADMIN_PASSWORD, is_admin=True)
 
 
-@pytest.fixture
-def flask_app(appliance):
+def web_app_for(appliance, config=None):
+    """The Flask app over ``appliance`` (or over ``config``, sharing the appliance's backends),
+    in testing mode. The app makes its own Appliance from the config; ours replaces it so the
+    test and the app see one database."""
     from webapp import create_app
 
-    app = create_app(appliance.config)
+    app = create_app(config or appliance.config)
     app.config.update(TESTING=True)
-    # The app made its own Appliance from the same config; share ours so tests see one database.
     app.extensions["prts"] = appliance
     return app
+
+
+@pytest.fixture
+def flask_app(appliance):
+    return web_app_for(appliance)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from appliance import migrate
 from appliance.accounts import organisations, users
 from appliance.context import Appliance
 from appliance.models import ApiToken, AuditEvent, ExternalIdentity, ProjectVariable, Role
-from conftest import csrf_token, make_config, sign_in
+from conftest import csrf_token, make_config, sign_in, web_app_for
 
 PASSWORD = "a long enough password"
 TOKEN = re.compile(r"prts_[A-Za-z0-9_-]{40}")
@@ -40,12 +40,7 @@ def site(tmp_path, db_values):
 
 @pytest.fixture
 def web(site):
-    from webapp import create_app
-
-    flask_app = create_app(site.config)
-    flask_app.config.update(TESTING=True)
-    flask_app.extensions["prts"] = site
-    return flask_app
+    return web_app_for(site)
 
 
 def go_stale(client) -> None:

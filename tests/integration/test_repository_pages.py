@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from appliance.accounts import organisations, users
 from appliance.models import PipelineRun, Project, Role
 from appliance.pipelines import runs
-from conftest import csrf_token, make_config
+from conftest import csrf_token, make_config, web_app_for
 from pipelinekit import commit, make_project
 
 PASSWORD = "correct horse battery staple"
@@ -233,16 +233,12 @@ def test_the_public_url_makes_the_clone_url(tmp_path):
     """The configured public address wins over the host the request came to."""
     from appliance import migrate
     from appliance.context import Appliance
-    from webapp import create_app
-
     app = Appliance(make_config(tmp_path / "data", web__public_url="https://git.example.test/"))
     try:
         migrate.upgrade(app.db)
         make_project(app)
         member(app, 1, "vera", Role.VIEWER)
-        flask_app = create_app(app.config)
-        flask_app.config.update(TESTING=True)
-        flask_app.extensions["prts"] = app
+        flask_app = web_app_for(app)
         client = flask_app.test_client()
         # An https public URL makes the session cookie Secure: this client must speak https too.
         login(client, "vera", "https://internal:8000")

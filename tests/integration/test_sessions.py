@@ -18,7 +18,7 @@ from appliance.accounts import sessions, users
 from appliance.context import Appliance
 from appliance.models import AuditEvent, User, UserSession
 from appliance.models.base import utcnow
-from conftest import AuthActions, csrf_token, make_config, sign_in
+from conftest import AuthActions, csrf_token, make_config, sign_in, web_app_for
 
 PASSWORD = "a long enough password"
 COOKIE = "prts_session"
@@ -37,12 +37,7 @@ def site(tmp_path, db_values):
 
 @pytest.fixture
 def web(site):
-    from webapp import create_app
-
-    flask_app = create_app(site.config)
-    flask_app.config.update(TESTING=True)
-    flask_app.extensions["prts"] = site
-    return flask_app
+    return web_app_for(site)
 
 
 def cookie_of(client) -> str:

@@ -23,7 +23,7 @@ from appliance.context import Appliance
 from appliance.models import AuditEvent, LoginAttempt
 from appliance.models.base import utcnow
 from appliance.pipelines.secrets import SecretBox, SecretCorruptError
-from conftest import AuthActions, csrf_token, make_config, sign_in
+from conftest import AuthActions, csrf_token, make_config, sign_in, web_app_for
 
 PASSWORD = "a long enough password"
 SECRET = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7]{32})<')
@@ -40,18 +40,9 @@ def site(tmp_path, db_values):
     app.close()
 
 
-def make_web(site):
-    from webapp import create_app
-
-    flask_app = create_app(site.config)
-    flask_app.config.update(TESTING=True)
-    flask_app.extensions["prts"] = site
-    return flask_app
-
-
 @pytest.fixture
 def web(site):
-    return make_web(site)
+    return web_app_for(site)
 
 
 def code_at(secret: str, offset_steps: int = 0) -> str:
@@ -191,7 +182,7 @@ def test_wrong_codes_count_toward_the_lockout_which_survives_a_restart(site, web
         assert s.scalar(sa.select(sa.func.count()).select_from(LoginAttempt)
                         .where(LoginAttempt.key == "account:alice")) == 5
     # A new app over the same database: still locked, at the password step too.
-    restarted = make_web(site).test_client()
+    restarted = web_app_for(site).test_client()
     assert password_step(restarted).status_code == 429
     # The password alone never clears the failures the codes left.
     with site.db.session() as s:

@@ -43,7 +43,7 @@ from appliance.hosting import merge_requests, outbound
 from appliance.models import (Artifact, PipelineJob, PipelineRun, Role, UserSession, WebhookDelivery)
 from appliance.pipelines import artifacts, schedules, variables
 from appliance.pipelines.secrets import SecretBox
-from conftest import ADMIN_PASSWORD, csrf_token, make_config, sign_in
+from conftest import ADMIN_PASSWORD, csrf_token, make_config, sign_in, web_app_for
 from tests.pipelinekit import commit
 
 A, B = "acme/web", "beta/api"
@@ -420,14 +420,10 @@ def check_matrix(world: World, only: set[str] | None = None) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def sqlite_world(tmp_path_factory):
     from appliance import migrate
-    from webapp import create_app
-
     config = make_config(tmp_path_factory.mktemp("matrix") / "data", webhooks__allowed_hosts="127.0.0.2")
     app = Appliance(config)
     migrate.upgrade(app.db)
-    flask_app = create_app(config)
-    flask_app.config.update(TESTING=True)
-    flask_app.extensions["prts"] = app
+    flask_app = web_app_for(app, config)
     yield build_world(app, flask_app)
     app.close()
 
@@ -454,16 +450,12 @@ PG_SLICE = {"projects.show", "pipelines.job_page", "logs.download", "variables.i
 
 def test_a_slice_of_the_matrix_on_postgresql(tmp_path, postgres_server):
     from appliance import migrate
-    from webapp import create_app
-
     config = make_config(tmp_path / "data", database__url=postgres_server.create_database("prts_matrix"),
                          webhooks__allowed_hosts="127.0.0.2")
     app = Appliance(config)
     migrate.upgrade(app.db)
     try:
-        flask_app = create_app(config)
-        flask_app.config.update(TESTING=True)
-        flask_app.extensions["prts"] = app
+        flask_app = web_app_for(app, config)
         counts = check_matrix(build_world(app, flask_app), only=PG_SLICE)
         assert counts["refused"] > 100 and counts["allowed_gets"] > 20, counts
     finally:

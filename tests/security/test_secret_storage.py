@@ -29,7 +29,7 @@ from appliance.context import Appliance
 from appliance.models import Role
 from appliance.pipelines import variables
 from appliance.pipelines.secrets import SecretBox, SecretCorruptError, SecretKeyError, new_key_text
-from conftest import ADMIN_PASSWORD, AuthActions, csrf_token, make_config
+from conftest import ADMIN_PASSWORD, AuthActions, csrf_token, make_config, web_app_for
 
 PASSWORD = "a long enough password"
 
@@ -57,11 +57,7 @@ def stack(tmp_path, db_values):
 
 @pytest.fixture
 def web_client(stack):
-    from webapp import create_app
-
-    flask_app = create_app(stack.config)
-    flask_app.config.update(TESTING=True)
-    flask_app.extensions["prts"] = stack
+    flask_app = web_app_for(stack)
     return flask_app.test_client()
 
 
