@@ -221,6 +221,16 @@ def add_member(app, project_id: int, username: str, role, password: str = ADMIN_
         organisations.grant(s, user, s.get(Project, project_id), role)
 
 
+def audit_events(app, action: str) -> list:
+    """The audit events of one action, oldest first."""
+    import sqlalchemy as sa
+
+    from appliance.models import AuditEvent
+
+    with app.db.session() as s:
+        return list(s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
+
+
 @pytest.fixture
 def auth(client) -> AuthActions:
     return AuthActions(client)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import sqlalchemy as sa
 
 from appliance.accounts import grants, organisations, policy, teams, users
 from appliance.errors import ValidationError
-from appliance.models import AuditEvent, Role, User
-from conftest import ADMIN_PASSWORD, AuthActions, csrf_token, make_config, sign_in
+from appliance.models import Role, User
+from conftest import ADMIN_PASSWORD, AuthActions, audit_events, csrf_token, make_config, sign_in
 
 PASSWORD = "a long enough password"
 
@@ -40,11 +39,6 @@ def site(appliance, admin):
 def post(client, path: str, data: dict | None = None, page: str = "/admin/users"):
     token = csrf_token(client.get(page).get_data(as_text=True))
     return client.post(path, data={"csrf_token": token, **(data or {})})
-
-
-def events(app, action: str) -> list[AuditEvent]:
-    with app.db.session() as s:
-        return list(s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
 
 
 def user(app, name: str) -> User:
@@ -76,7 +70,7 @@ def test_invite_shows_the_one_time_password_once_and_it_must_be_replaced(client,
     invited = user(site, "newbie")
     assert invited.must_change_password and invited.email == "newbie@example.test"
     assert password not in invited.password_hash
-    (event,) = events(site, "user.invited")
+    (event,) = audit_events(site, "user.invited")
     assert (event.actor, event.target, event.outcome) == ("root", "user newbie", "success")
     assert password not in event.detail
 
@@ -97,7 +91,7 @@ def test_invite_errors_name_the_field(client, site, data, field, message):
     answer = post(client, "/admin/users", data)
     text = answer.get_data(as_text=True)
     assert answer.status_code == 422 and f'id="{field}-error"' in text and message in text
-    assert events(site, "user.invited") == []
+    assert audit_events(site, "user.invited") == []
 
 
 def test_search_finds_by_name_or_email_and_takes_wildcards_literally(client, site):
@@ -125,8 +119,8 @@ def test_disable_signs_out_everywhere_and_enable_lets_them_back(client, flask_ap
     assert post(client, "/admin/users/ann/enable").status_code == 302
     assert user(site, "ann").is_active and user(site, "ann").disabled_at is None
     sign_in(victim, "ann", PASSWORD)
-    assert [e.target for e in events(site, "user.disabled")] == ["user ann"]
-    assert [e.target for e in events(site, "user.enabled")] == ["user ann"]
+    assert [e.target for e in audit_events(site, "user.disabled")] == ["user ann"]
+    assert [e.target for e in audit_events(site, "user.enabled")] == ["user ann"]
 
 
 def test_force_logout_ends_every_session_but_not_the_account(client, flask_app, site):
@@ -138,7 +132,7 @@ def test_force_logout_ends_every_session_but_not_the_account(client, flask_app, 
     assert [c.get("/").status_code for c in sessions] == [302, 302]
     assert user(site, "ann").is_active
     sign_in(sessions[0], "ann", PASSWORD)
-    assert [e.target for e in events(site, "user.logged_out")] == ["user ann"]
+    assert [e.target for e in audit_events(site, "user.logged_out")] == ["user ann"]
 
 
 def test_site_admin_role_on_and_off_but_never_on_yourself(client, site):
@@ -151,8 +145,8 @@ def test_site_admin_role_on_and_off_but_never_on_yourself(client, site):
     root = user(site, "root")
     assert root.is_admin and root.is_active
     assert client.get("/admin/users").status_code == 200  # still signed in
-    assert [e.detail for e in events(site, "user.admin_granted")] == [""]
-    assert len(events(site, "user.admin_revoked")) == 1
+    assert [e.detail for e in audit_events(site, "user.admin_granted")] == [""]
+    assert len(audit_events(site, "user.admin_revoked")) == 1
 
 
 def test_the_last_active_admin_stays_one(site):
@@ -211,12 +205,12 @@ def test_organisation_team_and_grant_through_the_pages(client, flask_app, site):
     with site.db.session() as s:
         assert s.get(type(membership), grant_id) is None  # the team's grants went with it
 
-    actions = [e.action for e in events(site, "organisation.created") + events(site, "team.created")
-               + events(site, "team.member_added") + events(site, "grant.added") + events(site, "grant.changed")
-               + events(site, "team.member_removed") + events(site, "team.deleted")]
+    actions = [e.action for e in audit_events(site, "organisation.created") + audit_events(site, "team.created")
+               + audit_events(site, "team.member_added") + audit_events(site, "grant.added") + audit_events(site, "grant.changed")
+               + audit_events(site, "team.member_removed") + audit_events(site, "team.deleted")]
     assert actions == ["organisation.created", "team.created", "team.member_added", "grant.added", "grant.changed",
                        "team.member_removed", "team.deleted"]
-    (added,) = events(site, "grant.added")
+    (added,) = audit_events(site, "grant.added")
     assert (added.target, added.detail, added.project_id) == ("team devs on acme/web", "role=developer", project_id)
 
 
@@ -247,7 +241,7 @@ def test_grant_form_errors_name_the_field(client, site):
         answer = post(client, f"{org_page}/grants", data, page=org_page)
         text = answer.get_data(as_text=True)
         assert answer.status_code == 422 and f'id="{field}-error"' in text and message in text, (data, text[-3000:])
-    assert events(site, "grant.added") == []
+    assert audit_events(site, "grant.added") == []
 
 
 def test_an_environment_grant_through_the_admin_page(client, site):
@@ -277,7 +271,7 @@ def test_a_stale_sign_in_must_confirm_before_an_admin_change(client, flask_app, 
     answer = post(client, "/admin/users/ann/disable")
     assert answer.status_code == 302 and answer.headers["Location"].startswith(confirm)
     assert user(site, "ann").is_active
-    assert events(site, "user.disabled") == []
+    assert audit_events(site, "user.disabled") == []
 
 
 # -- a project's Members tab --------------------------------------------------------------
@@ -318,10 +312,10 @@ def test_maintainers_manage_their_projects_members_but_never_above_their_own_rol
         assert grants.find_grant(s, users.get_user(s, "boss"), organisations.get_project(s, "acme/web")).role == Role.ADMIN
         assert s.get(type(devs_env), foreign_id).role == Role.VIEWER
         assert grants.find_grant(s, users.get_user(s, "ann"), organisations.get_project(s, "acme/web")) is None
-    denied = [e for e in events(site, "grant.changed") + events(site, "grant.removed") if e.outcome == "denied"]
+    denied = [e for e in audit_events(site, "grant.changed") + audit_events(site, "grant.removed") if e.outcome == "denied"]
     assert [(e.action, e.target) for e in denied] == [("grant.changed", "user boss on acme/web"),
                                                      ("grant.removed", "user boss on acme/web")]
-    assert [e.target for e in events(site, "grant.added")] == ["user ann on acme/web", "team devs on acme/web@production"]
+    assert [e.target for e in audit_events(site, "grant.added")] == ["user ann on acme/web", "team devs on acme/web@production"]
 
 
 def test_the_members_tab_refuses_who_may_not_manage_it(client, flask_app, site):

@@ -9,14 +9,10 @@ import hashlib
 import sqlalchemy as sa
 
 from apikit import LOG, bearer, config, token, world  # noqa: F401  (fixtures)
-from appliance.models import Artifact, AuditEvent, PipelineJob, PipelineRun, Project
+from appliance.models import Artifact, PipelineJob, PipelineRun, Project
 from appliance.pipelines import variables
 from appliance.pipelines.secrets import SecretBox
-
-
-def events(app, action: str) -> list[AuditEvent]:
-    with app.db.session() as s:
-        return list(s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
+from conftest import audit_events
 
 
 def test_start_list_read_and_cancel_a_run(appliance, client, world):
@@ -30,7 +26,7 @@ def test_start_list_read_and_cancel_a_run(appliance, client, world):
     with appliance.db.session() as s:
         row = s.get(PipelineRun, run["id"])
         assert (row.project_id, row.triggered_by.username, row.commit_sha) == (world.project_id, "dev", run["commit"])
-    (event,) = [e for e in events(appliance, "run.started") if e.actor == "dev"]
+    (event,) = [e for e in audit_events(appliance, "run.started") if e.actor == "dev"]
     assert event.target == "acme/web#2" and f"API token {text[:9]}" in event.detail
 
     listed = client.get("/api/v1/projects/acme/web/runs", headers=bearer(text)).get_json()
@@ -43,11 +39,11 @@ def test_start_list_read_and_cancel_a_run(appliance, client, world):
     with appliance.db.session() as s:
         assert s.get(PipelineRun, run["id"]).status == "canceled"
         assert set(s.scalars(sa.select(PipelineJob.status).where(PipelineJob.run_id == run["id"]))) == {"canceled"}
-    (event,) = events(appliance, "run.canceled")
+    (event,) = audit_events(appliance, "run.canceled")
     assert (event.actor, event.target) == ("dev", "acme/web#2") and text[:9] in event.detail
     again = client.post(f"/api/v1/runs/{run['id']}/cancel", headers=bearer(text))
     assert again.status_code == 409 and again.get_json()["error"]["field"] == "run_id"
-    assert len(events(appliance, "run.canceled")) == 1
+    assert len(audit_events(appliance, "run.canceled")) == 1
 
     detail = client.get(f"/api/v1/runs/{run['id']}", headers=bearer(text)).get_json()
     jobs = client.get(f"/api/v1/runs/{run['id']}/jobs", headers=bearer(text)).get_json()["items"]

@@ -25,8 +25,8 @@ from cryptography.x509.oid import NameOID
 
 from appliance.accounts import directory_groups, ldap, organisations, users
 from appliance.config import ConfigError
-from appliance.models import AuditEvent, ExternalIdentity, Membership, Role, Team, TeamMember, User
-from conftest import AuthActions, make_config
+from appliance.models import ExternalIdentity, Membership, Role, Team, TeamMember, User
+from conftest import AuthActions, audit_events, make_config
 from servers import LdapServer
 
 ALICE_PASSWORD = "alice's directory password"
@@ -134,11 +134,6 @@ def site(appliance, admin):
         organisations.create_project(s, org, "other")
 
 
-def events(app, action: str) -> list[AuditEvent]:
-    with app.db.session() as s:
-        return list(s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
-
-
 def grants_of(app, username: str) -> dict[str, int]:
     with app.db.session() as s:
         user = users.get_user(s, username)
@@ -171,9 +166,9 @@ def test_first_sign_in_makes_the_account_and_the_groups_give_a_team_and_a_role(a
     assert grants_of(appliance, "alice") == {"web": Role.MAINTAINER}
     assert client.get("/acme/web").status_code == 200
     assert client.get("/acme/other").status_code == 404
-    assert [e.target for e in events(appliance, "team.member_added")] == ["acme/devs"]
-    assert [(e.target, e.actor) for e in events(appliance, "grant.added")] == [("acme/web", "ldap")]
-    assert [e.detail for e in events(appliance, "identity.linked")] == ["new account"]
+    assert [e.target for e in audit_events(appliance, "team.member_added")] == ["acme/devs"]
+    assert [(e.target, e.actor) for e in audit_events(appliance, "grant.added")] == [("acme/web", "ldap")]
+    assert [e.detail for e in audit_events(appliance, "identity.linked")] == ["new account"]
 
     # An administrator's grant on a scope the mapping does not name is not the directory's to touch.
     with appliance.db.session() as s:
@@ -187,7 +182,7 @@ def test_first_sign_in_makes_the_account_and_the_groups_give_a_team_and_a_role(a
     assert grants_of(appliance, "alice") == {"other": Role.DEVELOPER}
     assert teams_of(appliance, "alice") == ["devs"]
     assert client.get("/acme/web").status_code == 404
-    assert [e.target for e in events(appliance, "grant.removed")] == ["acme/web"]
+    assert [e.target for e in audit_events(appliance, "grant.removed")] == ["acme/web"]
     with appliance.db.session() as s:
         assert users.get_user(s, "alice").email == "alice@new.example.test"
         assert s.scalar(sa.select(sa.func.count()).select_from(ExternalIdentity)) == 1  # linked once
@@ -198,7 +193,7 @@ def test_first_sign_in_makes_the_account_and_the_groups_give_a_team_and_a_role(a
     AuthActions(client).logout()
     assert AuthActions(client).login("alice", ALICE_PASSWORD).status_code == 302
     assert teams_of(appliance, "alice") == []
-    assert [e.target for e in events(appliance, "team.member_removed")] == ["acme/devs"]
+    assert [e.target for e in audit_events(appliance, "team.member_removed")] == ["acme/devs"]
 
 
 def test_the_highest_role_of_several_groups_applies(appliance, site, directory):
@@ -214,7 +209,7 @@ def test_the_highest_role_of_several_groups_applies(appliance, site, directory):
     with appliance.db.session() as s:
         directory_groups.sync(s, users.get_user(s, "alice"), frozenset({directory_groups.normalise_dn(directory.devs)}), rules)
     assert grants_of(appliance, "alice") == {"web": Role.DEVELOPER}
-    assert [e.detail for e in events(appliance, "grant.changed")] == ["user alice: admin to developer (directory group)"]
+    assert [e.detail for e in audit_events(appliance, "grant.changed")] == ["user alice: admin to developer (directory group)"]
 
 
 def test_wrong_passwords_and_unknown_names_are_refused(appliance, client, site, directory):
@@ -266,7 +261,7 @@ def test_a_refused_service_account_and_a_directory_that_is_down_say_so(appliance
         finally:
             broken.close()
         assert answer.status_code == status and message in answer.get_data(as_text=True)
-    failures = events(appliance, "login.failed")
+    failures = audit_events(appliance, "login.failed")
     assert [(e.actor, e.outcome) for e in failures] == [("alice", "failure")] * 2
     assert "service bind as cn=reader" in failures[0].detail and "invalidCredentials" in failures[0].detail
     assert "wrong" not in failures[0].detail
@@ -280,7 +275,7 @@ def test_a_local_account_is_never_taken_over_by_a_directory_entry(appliance, cli
     assert AuthActions(client).login("alice", "a local password, quite long").status_code == 302
     AuthActions(client).logout()
     assert AuthActions(client).login("bob", BOB_PASSWORD).status_code == 401
-    (refused,) = [e for e in events(appliance, "login.failed") if "not linked to the directory" in e.detail]
+    (refused,) = [e for e in audit_events(appliance, "login.failed") if "not linked to the directory" in e.detail]
     assert refused.actor == "bob" and refused.target.startswith("ldap:uid=bob,")
     with appliance.db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(ExternalIdentity)) == 0

@@ -13,8 +13,8 @@ import requests
 import sqlalchemy as sa
 
 from appliance.accounts import users
-from appliance.models import AuditEvent, ExternalIdentity, User
-from conftest import make_config
+from appliance.models import ExternalIdentity, User
+from conftest import audit_events, make_config
 from oidc_peer import ProviderPeer
 
 
@@ -58,11 +58,6 @@ def links(app) -> list[tuple[str, str, str]]:
         return [tuple(row) for row in rows]
 
 
-def events(app, action: str) -> list[AuditEvent]:
-    with app.db.session() as s:
-        return list(s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
-
-
 def test_the_login_page_offers_both(client):
     page = client.get("/login").get_data(as_text=True)
     assert "Sign in with GitHub" in page and "Sign in with GitLab" in page
@@ -88,7 +83,7 @@ def test_github_links_by_the_primary_verified_email_only(appliance, client, peer
         users.create_user(s, "other", "a long local password", email="other@example.test")
     assert sso(client, "github").status_code == 302
     assert links(appliance) == [("octo", "github", "583231")]  # not "other", verified but not primary
-    (linked,) = events(appliance, "identity.linked")
+    (linked,) = audit_events(appliance, "identity.linked")
     assert linked.detail == "by verified e-mail octo@example.test"
 
 
@@ -130,7 +125,7 @@ def test_failures_land_on_the_login_page(appliance, client, peer, provider):
     peer.client_secret = "rotated at the provider"
     assert sso(client, provider).headers["Location"] == "/login"
     assert accounts(appliance) == []
-    failed = events(appliance, "login.failed")
+    failed = audit_events(appliance, "login.failed")
     assert [(e.actor, e.outcome) for e in failed] == [(provider, "failure")] * 3
     assert "MismatchingStateError" in failed[0].detail and "access_denied" in failed[1].detail
     assert "invalid_client" in failed[2].detail
@@ -142,5 +137,5 @@ def test_a_profile_without_an_id_is_refused(appliance, client, peer):
     del peer.github_user["id"]
     answer = sso(client, "github")
     assert answer.headers["Location"] == "/login"
-    assert "no usable 'id'" in events(appliance, "login.failed")[0].detail
+    assert "no usable 'id'" in audit_events(appliance, "login.failed")[0].detail
     assert accounts(appliance) == []

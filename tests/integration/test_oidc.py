@@ -15,8 +15,8 @@ import requests
 import sqlalchemy as sa
 
 from appliance.accounts import users
-from appliance.models import AuditEvent, ExternalIdentity, User
-from conftest import make_config
+from appliance.models import ExternalIdentity, User
+from conftest import audit_events, make_config
 from oidc_peer import ProviderPeer
 
 PROVIDER = "oidc:Peer"
@@ -62,11 +62,6 @@ def links(app) -> list[tuple[str, str, str]]:
         return [tuple(row) for row in rows]
 
 
-def events(app, action: str) -> list[AuditEvent]:
-    with app.db.session() as s:
-        return list(s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
-
-
 def test_the_login_page_offers_the_provider(client):
     page = client.get("/login").get_data(as_text=True)
     assert "Sign in with Peer" in page and 'href="/login/sso/oidc"' in page
@@ -77,7 +72,7 @@ def test_first_sign_in_makes_an_account_with_pkce_and_a_nonce(appliance, client,
     assert answer.status_code == 302 and answer.headers["Location"] == "/user/tokens"
     assert accounts(appliance) == [("alice", "alice@example.test", True)]
     assert links(appliance) == [("alice", PROVIDER, "oidc-subject-1")]
-    assert [e.detail for e in events(appliance, "identity.linked")] == ["new account"]
+    assert [e.detail for e in audit_events(appliance, "identity.linked")] == ["new account"]
     (asked,) = peer.authorize_requests
     assert asked["code_challenge_method"] == "S256" and asked["nonce"] and asked["state"]
     assert set(asked["scope"].split()) == {"openid", "email", "profile"}
@@ -101,7 +96,7 @@ def test_a_verified_email_links_the_existing_account(appliance, client, peer):
     assert sso(client).status_code == 302
     assert [a[0] for a in accounts(appliance)] == ["liddell"]
     assert links(appliance) == [("liddell", PROVIDER, "oidc-subject-1")]
-    (linked,) = events(appliance, "identity.linked")
+    (linked,) = audit_events(appliance, "identity.linked")
     assert linked.actor == "liddell" and linked.detail == "by verified e-mail alice@example.test"
     assert "liddell" in signed_in_as(client)
 
@@ -123,14 +118,14 @@ def _refused(appliance, client, answer, message: str) -> None:
     assert message in page
     assert signed_in_as(client) is None
     assert accounts(appliance) == []
-    (failed,) = events(appliance, "login.failed")
+    (failed,) = audit_events(appliance, "login.failed")
     assert (failed.actor, failed.outcome) == (PROVIDER, "failure")
 
 
 def test_a_state_that_does_not_match_is_refused(appliance, client, peer):
     answer = sso(client, tamper=lambda query: query.replace("state=", "state=x"))
     _refused(appliance, client, answer, "could not be verified")
-    assert "MismatchingStateError" in events(appliance, "login.failed")[0].detail
+    assert "MismatchingStateError" in audit_events(appliance, "login.failed")[0].detail
 
 
 def test_a_callback_without_a_start_is_refused(appliance, client, peer):
@@ -151,7 +146,7 @@ def test_a_bad_id_token_is_refused(appliance, client, peer, claims, foreign_key,
     peer.sign_with_foreign_key = foreign_key
     answer = sso(client)
     _refused(appliance, client, answer, "could not be verified")
-    recorded = events(appliance, "login.failed")[0].detail.lower()
+    recorded = audit_events(appliance, "login.failed")[0].detail.lower()
     assert any(word in recorded for word in detail), recorded
 
 
@@ -180,7 +175,7 @@ def test_a_disabled_account_cannot_sign_in_through_the_provider(appliance, clien
         users.get_user(s, "alice").is_active = False
     answer = sso(client.application.test_client())
     assert answer.status_code == 302 and answer.headers["Location"] == "/login"
-    assert "disabled" in events(appliance, "login.failed")[0].detail
+    assert "disabled" in audit_events(appliance, "login.failed")[0].detail
 
 
 def test_the_provider_being_down_is_a_message_not_an_error(appliance):
@@ -199,6 +194,6 @@ def test_hostile_callback_parameters_are_refused_without_an_error(appliance, cli
     for query in ("error=%00bad%0a&error_description=%00", "code=%00&state=%00", "state=" + "x" * 5000, "code[]=1"):
         answer = client.get(f"/login/sso/oidc/callback?{query}")
         assert answer.status_code == 302 and answer.headers["Location"] == "/login", query
-    assert all("\x00" not in e.detail for e in events(appliance, "login.failed"))
-    assert len(events(appliance, "login.failed")) == 4
+    assert all("\x00" not in e.detail for e in audit_events(appliance, "login.failed"))
+    assert len(audit_events(appliance, "login.failed")) == 4
     assert "did not sign you in (?bad?)" in client.get("/login").get_data(as_text=True)

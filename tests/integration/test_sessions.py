@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from appliance import migrate
 from appliance.accounts import sessions, users
 from appliance.context import Appliance
-from appliance.models import AuditEvent, User, UserSession
+from appliance.models import User, UserSession
 from appliance.models.base import utcnow
-from conftest import AuthActions, csrf_token, make_config, sign_in, web_app_for
+from conftest import AuthActions, audit_events, csrf_token, make_config, sign_in, web_app_for
 
 PASSWORD = "a long enough password"
 COOKIE = "prts_session"
@@ -63,11 +63,6 @@ def rows(site, username: str = "alice") -> list[UserSession]:
                               .where(User.username == username).order_by(UserSession.created_at)))
 
 
-def events(site, action: str) -> list[AuditEvent]:
-    with site.db.session() as s:
-        return list(s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
-
-
 def move_back(site, session_id: str, **deltas: dt.timedelta) -> None:
     with site.db.session() as s:
         row = s.get(UserSession, session_id)
@@ -92,7 +87,7 @@ def test_sign_in_starts_a_new_session_the_pre_login_cookie_does_not_share(site, 
     assert contents(web, after)["prts_session_id"] == row.id and len(row.id) >= 40
     assert signed_in(victim)
     assert not signed_in(replay(web, planted))  # the attacker's copy of the old cookie
-    (event,) = events(site, "login")
+    (event,) = audit_events(site, "login")
     assert (event.actor, event.outcome, event.detail) == ("alice", "success", "method=password")
     # Signing in again in another browser makes another session, never the same id.
     sign_in(web.test_client(), "alice", PASSWORD)
@@ -109,7 +104,7 @@ def test_sign_out_ends_the_session_on_the_server_and_a_replayed_cookie_is_refuse
     assert not signed_in(replay(web, saved))
     (row,) = rows(site)
     assert row.revoked_at is not None
-    assert [e.actor for e in events(site, "logout")] == ["alice"]
+    assert [e.actor for e in audit_events(site, "logout")] == ["alice"]
 
 
 def test_idle_timeout_and_last_seen_written_at_most_once_a_minute(site, web):
@@ -213,7 +208,7 @@ def test_sessions_page_lists_mine_and_signs_out_one_or_all_others(site, web):
     answer = mine.post("/user/sessions/revoke-others", data={"csrf_token": token})
     assert answer.status_code == 302 and not signed_in(phone) and signed_in(mine) and signed_in(bobs)
     assert len(handles(mine.get("/user/security").get_data(as_text=True))) == 1
-    assert [e.target for e in events(site, "session.revoked")] == [
+    assert [e.target for e in audit_events(site, "session.revoked")] == [
         f"session {sessions.handle(laptop_row)}", "every other session"]
 
 
@@ -234,11 +229,11 @@ def test_failed_sign_ins_are_audited_with_the_name_typed_and_the_reason(site, we
     for _ in range(4):
         auth.login("alice", "not the password")
     assert auth.login("alice", PASSWORD).status_code == 429
-    failed = events(site, "login.failed")
+    failed = audit_events(site, "login.failed")
     assert [(e.actor, e.outcome) for e in failed[:2]] == [("alice", "failure"), ("nobody-here", "failure")]
     assert [e.detail for e in failed] == ["wrong password"] * 6 + ["locked"]
     assert all(e.address == "127.0.0.1" for e in failed)
-    assert events(site, "login") == []
+    assert audit_events(site, "login") == []
 
 
 def test_password_change_signs_out_the_other_sessions_and_is_audited(site, web):
@@ -255,7 +250,7 @@ def test_password_change_signs_out_the_other_sessions_and_is_audited(site, web):
     assert ok.status_code == 302
     assert signed_in(mine) and not signed_in(other)
     assert [r.revoked_at is None for r in rows(site)] == [True, False]
-    assert [e.actor for e in events(site, "password.changed")] == ["alice"]
+    assert [e.actor for e in audit_events(site, "password.changed")] == ["alice"]
     AuthActions(mine).logout()
     sign_in(mine, "alice", "a brand new long password")
 

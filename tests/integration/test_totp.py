@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from appliance import migrate
 from appliance.accounts import totp, users
 from appliance.context import Appliance
-from appliance.models import AuditEvent, LoginAttempt
+from appliance.models import LoginAttempt
 from appliance.models.base import utcnow
 from appliance.pipelines.secrets import SecretBox, SecretCorruptError
-from conftest import AuthActions, csrf_token, make_config, sign_in, web_app_for
+from conftest import AuthActions, audit_events, csrf_token, make_config, sign_in, web_app_for
 
 PASSWORD = "a long enough password"
 SECRET = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7]{32})<')
@@ -85,11 +85,6 @@ def user_row(site, username: str = "alice"):
         return users.get_user(s, username)
 
 
-def events(site, action: str) -> list[AuditEvent]:
-    with site.db.session() as s:
-        return list(s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
-
-
 def test_enrolment_stores_the_secret_encrypted_and_bound_to_the_account(site, web):
     client = web.test_client()
     sign_in(client, "alice", PASSWORD)
@@ -100,7 +95,7 @@ def test_enrolment_stores_the_secret_encrypted_and_bound_to_the_account(site, we
     assert box.decrypt(base64.b64decode(alice.totp_secret_ciphertext), totp.place(alice.id)) == secret
     with pytest.raises(SecretCorruptError):  # copied onto another account, it does not decrypt
         box.decrypt(base64.b64decode(alice.totp_secret_ciphertext), totp.place(bob.id))
-    assert [e.action for e in events(site, "totp.enabled")] == ["totp.enabled"]
+    assert [e.action for e in audit_events(site, "totp.enabled")] == ["totp.enabled"]
     assert "On" in client.get("/user/security").get_data(as_text=True)
 
 
@@ -132,11 +127,11 @@ def test_sign_in_with_the_second_factor_and_the_pending_marker_opens_nothing(sit
     for path in ("/", "/user/security", "/user/tokens", "/user/totp/setup", "/user/password"):
         response = client.get(path)
         assert response.status_code == 302 and response.headers["Location"].startswith("/login"), path
-    logins_before = len(events(site, "login"))
+    logins_before = len(audit_events(site, "login"))
     answer = code_step(client, code_at(secret, +1))  # one step ahead: a phone's clock a little fast
     assert answer.status_code == 302 and answer.headers["Location"] == "/"
     assert client.get("/").status_code == 200
-    assert len(events(site, "login")) == logins_before + 1
+    assert len(audit_events(site, "login")) == logins_before + 1
 
 
 def test_next_survives_the_second_factor_but_not_as_an_open_redirect(site, web):
@@ -165,7 +160,7 @@ def test_a_code_is_accepted_once_only(site, web):
     again = web.test_client()
     password_step(again)
     assert code_step(again, fresh).status_code == 401  # the step just used
-    assert [e.detail for e in events(site, "login.failed")] == ["wrong TOTP code"] * 2
+    assert [e.detail for e in audit_events(site, "login.failed")] == ["wrong TOTP code"] * 2
 
 
 def test_wrong_codes_count_toward_the_lockout_which_survives_a_restart(site, web):
@@ -239,7 +234,7 @@ def test_turning_it_off_needs_a_fresh_sign_in_and_a_current_code(site, web):
     assert off.status_code == 302
     alice = user_row(site)
     assert not totp.is_enabled(alice) and alice.totp_secret_ciphertext is None
-    assert [e.outcome for e in events(site, "totp.disabled")] == ["failure", "success"]
+    assert [e.outcome for e in audit_events(site, "totp.disabled")] == ["failure", "success"]
     AuthActions(client).logout()
     assert password_step(client).headers["Location"] == "/"  # no code asked any more
 
