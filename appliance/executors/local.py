@@ -231,8 +231,11 @@ class _ExitWatch:
 
     def wait(self, timeout: float) -> bool:
         if self.fd is not None:
-            ready, _, _ = select.select([self.fd], [], [], timeout)
-            return bool(ready)
+            # poll, not select: select() cannot watch a descriptor numbered 1024 or above,
+            # which a busy worker process (many connections and files open) reaches.
+            watcher = select.poll()
+            watcher.register(self.fd, select.POLLIN)
+            return bool(watcher.poll(timeout * 1000))
         if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
             return True
         time.sleep(timeout)

@@ -414,3 +414,29 @@ def test_the_job_dies_when_its_worker_is_killed(tmp_path, isolation):
             worker.wait()
         for pid in processes_with(marker) + processes_with(marker + 1):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_with_over_a_thousand_open_descriptors_still_runs_steps(tmp_path, isolation):
+    """A busy worker holds many connections and files: descriptors numbered 1024 and up must
+    not break waiting for a step (select() cannot watch them; the full suite hit this)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        executor = make(tmp_path, isolation)
+        ctx = context(executor)
+        executor.prepare(ctx)
+        try:
+            result = executor.run_step(ctx, "echo high")
+            assert (result.outcome, result.exit_code) == ("success", 0), result.detail
+        finally:
+            executor.cleanup(ctx)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
