@@ -231,6 +231,18 @@ def audit_events(app, action: str) -> list:
         return list(s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
 
 
+def linked_identities(app) -> list[tuple[str, str, str]]:
+    """(username, provider, subject) of every external identity, oldest link first."""
+    import sqlalchemy as sa
+
+    from appliance.models import ExternalIdentity, User
+
+    with app.db.session() as s:
+        rows = s.execute(sa.select(User.username, ExternalIdentity.provider, ExternalIdentity.subject)
+                         .join(User, User.id == ExternalIdentity.user_id).order_by(ExternalIdentity.id))
+        return [tuple(row) for row in rows]
+
+
 @pytest.fixture
 def auth(client) -> AuthActions:
     return AuthActions(client)

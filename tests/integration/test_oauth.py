@@ -13,8 +13,8 @@ import requests
 import sqlalchemy as sa
 
 from appliance.accounts import users
-from appliance.models import ExternalIdentity, User
-from conftest import audit_events, make_config
+from appliance.models import User
+from conftest import audit_events, linked_identities, make_config
 from oidc_peer import ProviderPeer
 
 
@@ -51,13 +51,6 @@ def accounts(app) -> list[tuple[str, str | None]]:
         return [(u.username, u.email) for u in s.scalars(sa.select(User).order_by(User.id))]
 
 
-def links(app) -> list[tuple[str, str, str]]:
-    with app.db.session() as s:
-        rows = s.execute(sa.select(User.username, ExternalIdentity.provider, ExternalIdentity.subject)
-                         .join(User, User.id == ExternalIdentity.user_id).order_by(ExternalIdentity.id))
-        return [tuple(row) for row in rows]
-
-
 def test_the_login_page_offers_both(client):
     page = client.get("/login").get_data(as_text=True)
     assert "Sign in with GitHub" in page and "Sign in with GitLab" in page
@@ -67,7 +60,7 @@ def test_github_sign_in_uses_the_primary_verified_email(appliance, client, peer)
     answer = sso(client, "github")
     assert answer.status_code == 302 and answer.headers["Location"] == "/"
     assert accounts(appliance) == [("octocat", "octo@example.test")]
-    assert links(appliance) == [("octocat", "github", "583231")]
+    assert linked_identities(appliance) == [("octocat", "github", "583231")]
     (asked,) = peer.authorize_requests
     assert asked["redirect_uri"] == "http://localhost/login/sso/github/callback" and asked["state"]
     assert client.get("/").status_code == 200
@@ -82,7 +75,7 @@ def test_github_links_by_the_primary_verified_email_only(appliance, client, peer
         users.create_user(s, "octo", "a long local password", email="octo@example.test")
         users.create_user(s, "other", "a long local password", email="other@example.test")
     assert sso(client, "github").status_code == 302
-    assert links(appliance) == [("octo", "github", "583231")]  # not "other", verified but not primary
+    assert linked_identities(appliance) == [("octo", "github", "583231")]  # not "other", verified but not primary
     (linked,) = audit_events(appliance, "identity.linked")
     assert linked.detail == "by verified e-mail octo@example.test"
 
@@ -93,7 +86,7 @@ def test_github_an_unverified_primary_email_never_links(appliance, client, peer)
     peer.github_emails[0]["verified"] = False
     assert sso(client, "github").status_code == 302
     assert accounts(appliance) == [("octo", "octo@example.test"), ("octocat", None)]
-    assert links(appliance) == [("octocat", "github", "583231")]
+    assert linked_identities(appliance) == [("octocat", "github", "583231")]
 
 
 def test_gitlab_sign_in_with_pkce_and_a_confirmed_email(appliance, client, peer):
@@ -101,7 +94,7 @@ def test_gitlab_sign_in_with_pkce_and_a_confirmed_email(appliance, client, peer)
         users.create_user(s, "tanuki", "a long local password")  # the name is taken: a new one is made
     assert sso(client, "gitlab").status_code == 302
     assert accounts(appliance) == [("tanuki", None), ("tanuki-2", "tanuki@example.test")]
-    assert links(appliance) == [("tanuki-2", "gitlab", "42")]
+    assert linked_identities(appliance) == [("tanuki-2", "gitlab", "42")]
     (asked,) = peer.authorize_requests
     assert asked["code_challenge_method"] == "S256" and asked["scope"] == "read_user"
     assert peer.token_requests[0]["code_verifier"]
@@ -112,7 +105,7 @@ def test_gitlab_an_unconfirmed_email_never_links(appliance, client, peer):
         users.create_user(s, "someone", "a long local password", email="tanuki@example.test")
     peer.gitlab_user["confirmed_at"] = None
     assert sso(client, "gitlab").status_code == 302
-    assert links(appliance) == [("tanuki", "gitlab", "42")]
+    assert linked_identities(appliance) == [("tanuki", "gitlab", "42")]
 
 
 @pytest.mark.parametrize("provider", ["github", "gitlab"])

@@ -15,8 +15,8 @@ import requests
 import sqlalchemy as sa
 
 from appliance.accounts import users
-from appliance.models import ExternalIdentity, User
-from conftest import audit_events, make_config
+from appliance.models import User
+from conftest import audit_events, linked_identities, make_config
 from oidc_peer import ProviderPeer
 
 PROVIDER = "oidc:Peer"
@@ -55,13 +55,6 @@ def accounts(app) -> list[tuple[str, str | None, bool]]:
         return [(u.username, u.email, u.password_hash is None) for u in s.scalars(sa.select(User).order_by(User.id))]
 
 
-def links(app) -> list[tuple[str, str, str]]:
-    with app.db.session() as s:
-        rows = s.execute(sa.select(User.username, ExternalIdentity.provider, ExternalIdentity.subject)
-                         .join(User, User.id == ExternalIdentity.user_id).order_by(ExternalIdentity.id))
-        return [tuple(row) for row in rows]
-
-
 def test_the_login_page_offers_the_provider(client):
     page = client.get("/login").get_data(as_text=True)
     assert "Sign in with Peer" in page and 'href="/login/sso/oidc"' in page
@@ -71,7 +64,7 @@ def test_first_sign_in_makes_an_account_with_pkce_and_a_nonce(appliance, client,
     answer = sso(client, "?next=/user/tokens")
     assert answer.status_code == 302 and answer.headers["Location"] == "/user/tokens"
     assert accounts(appliance) == [("alice", "alice@example.test", True)]
-    assert links(appliance) == [("alice", PROVIDER, "oidc-subject-1")]
+    assert linked_identities(appliance) == [("alice", PROVIDER, "oidc-subject-1")]
     assert [e.detail for e in audit_events(appliance, "identity.linked")] == ["new account"]
     (asked,) = peer.authorize_requests
     assert asked["code_challenge_method"] == "S256" and asked["nonce"] and asked["state"]
@@ -87,7 +80,7 @@ def test_second_sign_in_finds_the_account_by_subject_even_after_an_email_change(
     peer.oidc_user |= {"email": "alice@new.example.test", "preferred_username": "someone-else"}
     assert sso(other).status_code == 302
     assert accounts(appliance) == [("alice", "alice@new.example.test", True)]
-    assert len(links(appliance)) == 1
+    assert len(linked_identities(appliance)) == 1
 
 
 def test_a_verified_email_links_the_existing_account(appliance, client, peer):
@@ -95,7 +88,7 @@ def test_a_verified_email_links_the_existing_account(appliance, client, peer):
         users.create_user(s, "liddell", "a long local password", email="Alice@Example.test")
     assert sso(client).status_code == 302
     assert [a[0] for a in accounts(appliance)] == ["liddell"]
-    assert links(appliance) == [("liddell", PROVIDER, "oidc-subject-1")]
+    assert linked_identities(appliance) == [("liddell", PROVIDER, "oidc-subject-1")]
     (linked,) = audit_events(appliance, "identity.linked")
     assert linked.actor == "liddell" and linked.detail == "by verified e-mail alice@example.test"
     assert "liddell" in signed_in_as(client)
@@ -109,7 +102,7 @@ def test_an_unverified_email_never_links(appliance, client, peer, verified):
     assert sso(client).status_code == 302
     # A new account, named apart from the existing one, without the unverified address.
     assert accounts(appliance) == [("alice", "alice@example.test", False), ("alice-2", None, True)]
-    assert links(appliance) == [("alice-2", PROVIDER, "oidc-subject-1")]
+    assert linked_identities(appliance) == [("alice-2", PROVIDER, "oidc-subject-1")]
 
 
 def _refused(appliance, client, answer, message: str) -> None:
