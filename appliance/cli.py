@@ -312,6 +312,16 @@ def config_check() -> None:
     click.echo("configuration OK", err=True)
 
 
+@config.command("schema")
+def config_schema() -> None:
+    """Print every configuration key with its type, default and description as JSON."""
+    import json
+
+    from appliance.config import schema
+
+    click.echo(json.dumps(schema(), indent=2))
+
+
 main.add_command(pipeline_commands.pipeline)
 
 

@@ -42,12 +42,6 @@ def _default_data_dir() -> str:
 # -- value types ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ValueType:
-    name: str  # what an operator reads in an error: "integer", "boolean", ...
-    parse: Callable[[Any], Any]
-
-
 def _parse_str(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError
@@ -84,10 +78,17 @@ def _parse_listen(value: Any) -> str:
     return text
 
 
-STR = ValueType("string", _parse_str)
-INT = ValueType("integer", _parse_int)
-BOOL = ValueType("boolean (true/false)", _parse_bool)
-LISTEN = ValueType("host:port, e.g. 127.0.0.1:8080", _parse_listen)
+@dataclass(frozen=True)
+class ValueType:
+    name: str  # what an operator reads in an error: "integer", "boolean", ...
+    parse: Callable[[Any], Any]
+    kind: str  # what a schema reader (the NixOS module) maps to its own type: str, int, bool, listen
+
+
+STR = ValueType("string", _parse_str, "str")
+INT = ValueType("integer", _parse_int, "int")
+BOOL = ValueType("boolean (true/false)", _parse_bool, "bool")
+LISTEN = ValueType("host:port, e.g. 127.0.0.1:8080", _parse_listen, "listen")
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web.listen", LISTEN, "127.0.0.1:8080", "Address gunicorn binds to."),
     Setting("web.workers", INT, 2, "gunicorn worker processes.", minimum=1),
     Setting("web.threads", INT, 4, "Threads per gunicorn worker.", minimum=1),
+    Setting("web.proxy_hops", INT, 0, "Reverse proxies in front of the web server whose X-Forwarded-For, -Proto and -Host headers are trusted (1 behind one nginx); 0 trusts none, so rate limits and the audit trail see the connecting address.", minimum=0),
     Setting("web.public_url", STR, "", "External URL; https:// marks session cookies Secure."),
     Setting("web.secret_key", STR, "", "Key signing sessions and CSRF tokens; generated into data_dir when empty.", secret=True),
     # database
@@ -200,6 +202,27 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+def schema() -> list[dict[str, Any]]:
+    """Every key as plain data: what `prts config schema` prints and the NixOS module reads.
+
+    ``nixos-modules/settings.json`` is this list; a test holds the two equal, so the
+    module's typed options cannot drift from the keys the reader accepts.
+    """
+    return [
+        {
+            "key": s.key,
+            "type": s.type.kind,
+            "default": s.default,
+            "description": s.doc,
+            "secret": s.secret,
+            "choices": list(s.choices),
+            "minimum": s.minimum,
+            "env": s.env,
+        }
+        for s in SETTINGS
+    ]
 BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}
 
 # Keys that must be set when another key takes a given value.

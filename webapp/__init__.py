@@ -8,6 +8,7 @@ import pathlib
 import secrets
 
 from flask import Flask, render_template
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from appliance.config import Config, load
 from appliance.context import Appliance
@@ -53,6 +54,12 @@ def create_app(config: Config | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # tokens live as long as the session that holds them
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
     )
+
+    if config.web.proxy_hops:
+        # Only headers set by the proxies we were told about are believed; a client's own
+        # X-Forwarded-For would otherwise dodge the per-address sign-in limit.
+        hops = config.web.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     csrf.init_app(app)
     htmx.init_app(app)
