@@ -4,24 +4,27 @@ Queries use ``%(name)s`` parameters, substituted by ``substitute`` for both back
 and on ClickHouse server 18.16 (Debian's): DateTime + a milliseconds column, no
 DateTime64, TTL, Map or window functions.
 
-chdb allows one open session per data directory across all processes, so the embedded
-backend opens a session per call under an inter-process file lock (about 40 ms); the web
-workers and the Huey consumer then take turns instead of failing.
+chdb allows one open session per data directory across all processes, and leaks threads
+and descriptors each time a session opens and closes. The embedded backend therefore runs
+its statements in a child process (``chdb_child``) that holds the directory's lock and one
+session while it is busy and exits after ``CHDB_IDLE_SECONDS`` without a statement: the
+web workers and the Huey consumer take turns, and what chdb leaks dies with the child.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import decimal
-import fcntl
 import json
 import pathlib
 import re
+import subprocess
+import sys
 import threading
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from appliance.config import Config
+from appliance.storage import chdb_child
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PARAM = re.compile(r"%\((\w+)\)s")
@@ -118,42 +121,76 @@ def _utc(value: Any) -> Any:
 # -- backends -----------------------------------------------------------------------------
 
 
+CHDB_IDLE_SECONDS = 2.0
+
+
 class ChdbAnalytics:
-    def __init__(self, path: pathlib.Path, database: str):
+    def __init__(self, path: pathlib.Path, database: str, idle_seconds: float = CHDB_IDLE_SECONDS):
         self.path = pathlib.Path(path)
         self.database = _ident(database)
         self.address = f"chdb:{self.path}"
-        self._thread_lock = threading.Lock()
+        self.idle_seconds = idle_seconds
+        self._lock = threading.Lock()  # one statement at a time on the child's pipe
+        self._child: subprocess.Popen | None = None
+        self._idle_timer: threading.Timer | None = None
 
-    @contextlib.contextmanager
-    def _session(self) -> Iterator[Any]:
-        from chdb import session as chdb_session  # heavy (~0.4 s, hundreds of MB): load on first use
+    def _start_child(self) -> subprocess.Popen:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "appliance.storage.chdb_child", str(self.path), self.database],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+        )
+        if child.stdout.read(1) != b"R":
+            code = child.wait()
+            raise AnalyticsError(f"{self.address}: the analytics engine did not start (exit status {code})")
+        return child
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        with self._thread_lock, open(self.path.parent / f".{self.path.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            sess = chdb_session.Session(str(self.path))
-            try:
-                sess.query(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-                sess.query(f"USE {self.database}")
-                yield sess
-            finally:
-                sess.close()
-
-    def _run(self, sess: Any, sql: str, fmt: str = "CSV") -> Any:
+    def _stop_child(self) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        child.stdin.close()  # the child closes its session and exits on end of input
         try:
-            return sess.query(sql, fmt)
-        except Exception as exc:  # chdb raises its own ChdbError / RuntimeError types
-            raise AnalyticsError(f"{exc} [query: {sql[:200]}]") from exc
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+
+    def _stop_when_idle(self) -> None:
+        with self._lock:
+            self._stop_child()
+
+    def _run(self, sql: str, fmt: str = "CSV") -> bytes:
+        with self._lock:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            if self._child is None or self._child.poll() is not None:
+                self._child = self._start_child()
+            fmt_bytes, sql_bytes = fmt.encode(), sql.encode()
+            try:
+                self._child.stdin.write(chdb_child.REQUEST.pack(len(fmt_bytes), len(sql_bytes)) + fmt_bytes + sql_bytes)
+                self._child.stdin.flush()
+                header = chdb_child.read_exactly(self._child.stdout, chdb_child.ANSWER.size)
+                status, size = chdb_child.ANSWER.unpack(header) if header else (None, 0)
+                payload = chdb_child.read_exactly(self._child.stdout, size) if header else None
+            except BrokenPipeError:
+                payload = None
+            if payload is None:
+                code = self._child.poll()
+                self._stop_child()
+                raise AnalyticsError(f"{self.address}: the analytics engine exited (status {code}) [query: {sql[:200]}]")
+            self._idle_timer = threading.Timer(self.idle_seconds, self._stop_when_idle)
+            self._idle_timer.daemon = True
+            self._idle_timer.start()
+        if status != 0:
+            raise AnalyticsError(f"{payload.decode(errors='replace')} [query: {sql[:200]}]")
+        return payload
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        with self._session() as sess:
-            self._run(sess, substitute(sql, params))
+        self._run(substitute(sql, params))
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
-        with self._session() as sess:
-            result = self._run(sess, substitute(sql, params), "JSONCompact")
-        raw = result.bytes()
+        raw = self._run(substitute(sql, params), "JSONCompact")
         if not raw.strip():
             return []
         doc = json.loads(raw)
@@ -165,15 +202,17 @@ class ChdbAnalytics:
         if not rows:
             return 0
         values = ", ".join("(" + ", ".join(quote(v) for v in row) + ")" for row in rows)
-        with self._session() as sess:
-            self._run(sess, f"{_insert_sql(table, columns)} {values}")
+        self._run(f"{_insert_sql(table, columns)} {values}")
         return len(rows)
 
     def ping(self) -> None:
         self.query("SELECT 1")
 
     def close(self) -> None:
-        return None
+        with self._lock:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            self._stop_child()
 
 
 class ClickHouseAnalytics:

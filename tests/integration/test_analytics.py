@@ -2,6 +2,7 @@
 
 import datetime as dt
 import multiprocessing
+import os
 
 import pytest
 
@@ -102,3 +103,51 @@ def test_chdb_is_shared_by_several_processes(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert ChdbAnalytics(path, "prts").query("SELECT count() FROM events WHERE kind = 'proc'") == [(15,)]
+
+
+def _threads_and_descriptors() -> tuple[int, int]:
+    return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
+
+
+def test_a_long_running_process_does_not_grow_with_each_engine_start(tmp_path):
+    """chdb 4.4 leaks about five threads and seven descriptors per session opened over
+    MergeTree tables; the sessions live in a child process, so the appliance's own
+    processes stay flat however often the engine starts and stops."""
+    from appliance.storage.analytics import ChdbAnalytics
+
+    a = ChdbAnalytics(tmp_path / "analytics", "prts")
+    migrate_analytics(a)
+    record_event(a, "warm-up")
+    a.close()
+    before = _threads_and_descriptors()
+    for i in range(15):
+        record_event(a, "cycle", detail=str(i))
+        assert a.query("SELECT count() FROM events") == [(i + 2,)]
+        a.close()
+    threads, descriptors = _threads_and_descriptors()
+    assert threads - before[0] <= 2 and descriptors - before[1] <= 4, (before, (threads, descriptors))
+
+
+def test_an_idle_engine_lets_another_process_in(tmp_path):
+    from appliance.storage.analytics import ChdbAnalytics
+
+    first = ChdbAnalytics(tmp_path / "analytics", "prts", idle_seconds=0.2)
+    second = ChdbAnalytics(tmp_path / "analytics", "prts", idle_seconds=0.2)
+    first.execute("CREATE TABLE t (x UInt8) ENGINE = MergeTree() ORDER BY x")
+    # Without the idle release the second engine would wait for the directory forever.
+    second.insert("t", ["x"], [(1,)])
+    first.insert("t", ["x"], [(2,)])
+    assert first.query("SELECT sum(x) FROM t") == [(3,)]
+    first.close()
+    second.close()
+
+
+def test_an_engine_that_died_is_started_again(tmp_path):
+    from appliance.storage.analytics import ChdbAnalytics
+
+    a = ChdbAnalytics(tmp_path / "analytics", "prts")
+    a.ping()
+    a._child.kill()
+    a._child.wait()
+    a.ping()
+    a.close()
