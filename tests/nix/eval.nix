@@ -42,6 +42,7 @@ let
     "minio-client"
     "systemd"
     "postgresql"
+    "util-linux"
   ] fakePackage;
 
   freeform = types.submodule { freeformType = types.attrsOf types.anything; };
@@ -127,7 +128,14 @@ let
         firewall.allowedTCPPorts = listOption;
       };
       virtualisation.docker.enable = boolOption;
+      # Set by images/appliance.nix around the service.
+      system.stateVersion = strOption;
+      networking.hostName = strOption;
+      image.modules = anyOption;
+      fileSystems = anyOption;
+      boot.loader.grub.devices = listOption;
       services = {
+        openssh = anyOption;
         postgresql = {
           enable = boolOption;
           package = mkOption { default = pkgs.postgresql; };
@@ -188,6 +196,8 @@ let
   unitSummary = _: u: {
     inherit (u)
       after
+      before
+      requiredBy
       wants
       requires
       partOf
@@ -196,7 +206,7 @@ let
       ;
     preStart = u.preStart or null;
     serviceConfig = u.serviceConfig;
-    path = map (p: p.name) u.path;
+    path = map (p: p.name or p) u.path;
   };
 in
 {

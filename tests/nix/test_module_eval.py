@@ -173,6 +173,17 @@ def test_a_full_appliance_evaluates_without_complaint():
     assert "/var/backup/prts" in backup["ReadWritePaths"] and backup["ProtectSystem"] == "strict"
 
 
+def test_the_appliance_configuration_passes_and_makes_its_keys_first():
+    out = evaluate(f"{{ imports = [ {ROOT / 'images/appliance.nix'} ]; }}")
+    assert out["failedAssertions"] == []
+    secrets = out["units"]["prts-appliance-secrets"]
+    assert {"prts-web.service", "prts-worker-1.service"} <= set(secrets["before"]) & set(secrets["requiredBy"])
+    assert sorted(out["units"]["prts-web"]["serviceConfig"]["LoadCredential"]) == [
+        "secrets-key:/var/lib/prts-secrets/secrets-key", "web-secret-key:/var/lib/prts-secrets/web-secret-key"]
+    assert "prts-web.service" in out["units"]["prts-appliance-admin"]["after"]
+    assert out["postgresql"]["enable"] and out["configFile"]["web"]["proxy_hops"] == 1
+
+
 def test_settings_are_typed_from_the_readers_list():
     with pytest.raises(EvalError, match="integer, at least 1"):
         evaluate("{ services.prts.settings.web.workers = 0; }")
